@@ -1,0 +1,178 @@
+//! Stock operations at this node, on the product's bounded counter.
+//!
+//! The counter's cells live in `stock_entries`; every operation loads the product's cells,
+//! applies the operation through `BoundedCounter` (which enforces the escrow rule: an actor only
+//! consumes rights it holds), writes back the one changed cell, refreshes the derived
+//! `stock_levels` row and appends the cell to the change log — all in the caller's transaction.
+
+use edgecart_proto::hlc::Timestamp;
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::stock::{BoundedCounter, Entry, EntryKey, StockError};
+use rusqlite::{Connection, params};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::model::StockView;
+use crate::db::Tx;
+use crate::error::{Error, Result};
+use crate::events::{self, Event};
+use crate::sync::changelog;
+
+/// Who is acting, and when, for a stock operation.
+pub struct StockCtx<'a> {
+    pub node: &'a ActorId,
+    pub version: &'a Timestamp,
+    pub low_stock_threshold: u64,
+}
+
+/// Units received at this store: `inc[node] += qty`.
+pub fn receive(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Result<StockView> {
+    mutate(tx, ctx, product_id, |c| c.add(ctx.node, qty))
+}
+
+/// Units released back to this store (a cancelled order): also `inc[node] += qty`.
+pub fn release(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Result<StockView> {
+    receive(tx, ctx, product_id, qty)
+}
+
+/// Units sold (or written off) here: `dec[node] += qty`, only within this node's rights.
+/// Refusal is a 409 carrying both figures: what this store can sell and the global stock.
+pub fn consume(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Result<StockView> {
+    mutate(tx, ctx, product_id, |c| c.sell(ctx.node, qty))
+}
+
+/// The stock figures of one product as seen from this node.
+pub fn level(conn: &Connection, node: &ActorId, product_id: Uuid) -> Result<StockView> {
+    Ok(view(&load(conn, product_id)?, node))
+}
+
+fn view(counter: &BoundedCounter, node: &ActorId) -> StockView {
+    StockView {
+        available_here: counter.rights(node).max(0),
+        // A cell can arrive before the one it depended on (a sale before the delivery); the
+        // transient negative total means "none".
+        global: counter.global().max(0),
+    }
+}
+
+fn mutate(
+    tx: &Tx,
+    ctx: &StockCtx<'_>,
+    product_id: Uuid,
+    op: impl FnOnce(&mut BoundedCounter) -> std::result::Result<Entry, StockError>,
+) -> Result<StockView> {
+    let mut counter = load(tx, product_id)?;
+    let before = view(&counter, ctx.node);
+    let entry = op(&mut counter).map_err(|e| stock_error(e, product_id))?;
+    save_entry(tx, product_id, &entry)?;
+    changelog::append(
+        tx,
+        "stock",
+        &product_id.to_string(),
+        ctx.version,
+        &json!({ "product_id": product_id, "entry": entry }),
+    )?;
+    let after = view(&counter, ctx.node);
+    tx.prepare_cached(
+        "INSERT INTO stock_levels (product_id, available_here, global) VALUES (?1, ?2, ?3)
+         ON CONFLICT (product_id) DO UPDATE SET available_here = excluded.available_here,
+             global = excluded.global",
+    )?
+    .execute(params![
+        product_id.to_string(),
+        after.available_here,
+        after.global
+    ])?;
+    let threshold = i64::try_from(ctx.low_stock_threshold).unwrap_or(i64::MAX);
+    if before.available_here >= threshold && after.available_here < threshold {
+        let product_name: String = tx
+            .prepare_cached("SELECT name FROM products WHERE id = ?1")?
+            .query_row([product_id.to_string()], |r| r.get(0))?;
+        events::publish(
+            tx,
+            &Event::LowStock {
+                product_id,
+                product_name,
+                available_here: after.available_here,
+            },
+        )?;
+    }
+    Ok(after)
+}
+
+fn stock_error(e: StockError, product_id: Uuid) -> Error {
+    match e {
+        StockError::Insufficient {
+            requested,
+            rights,
+            global,
+        } => {
+            let mut err = Error::conflict(
+                "insufficient-stock",
+                format!(
+                    "only {} of product {product_id} can be sold at this store (requested {requested})",
+                    rights.max(0)
+                ),
+            );
+            if let Error::Conflict { extra, .. } = &mut err {
+                extra.insert("product_id".into(), json!(product_id));
+                extra.insert("requested".into(), json!(requested));
+                extra.insert("available_here".into(), json!(rights.max(0)));
+                extra.insert("global".into(), json!(global.max(0)));
+            }
+            err
+        }
+        StockError::ZeroQuantity => Error::invalid("quantity", "must be positive"),
+        other => Error::invalid("quantity", other.to_string()),
+    }
+}
+
+fn load(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, actor, target, value FROM stock_entries WHERE product_id = ?1",
+    )?;
+    let rows = stmt.query_map([product_id.to_string()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (kind, actor, target, value) = row?;
+        let actor =
+            ActorId::parse(&actor).map_err(|e| Error::Internal(format!("stored actor: {e}")))?;
+        let key = match kind.as_str() {
+            "inc" => EntryKey::Inc(actor),
+            "dec" => EntryKey::Dec(actor),
+            _ => EntryKey::Xfer {
+                from: actor,
+                to: ActorId::parse(&target)
+                    .map_err(|e| Error::Internal(format!("stored actor: {e}")))?,
+            },
+        };
+        entries.push(Entry {
+            key,
+            value: u64::try_from(value).unwrap_or(0),
+        });
+    }
+    Ok(BoundedCounter::from_entries(entries))
+}
+
+/// Max-merges one cell into storage (a cell never shrinks, so replays are harmless).
+fn save_entry(tx: &Tx, product_id: Uuid, entry: &Entry) -> Result<()> {
+    let (kind, actor, target) = match &entry.key {
+        EntryKey::Inc(a) => ("inc", a.as_str(), ""),
+        EntryKey::Dec(a) => ("dec", a.as_str(), ""),
+        EntryKey::Xfer { from, to } => ("xfer", from.as_str(), to.as_str()),
+    };
+    let value = i64::try_from(entry.value).map_err(|_| Error::invalid("quantity", "too large"))?;
+    tx.prepare_cached(
+        "INSERT INTO stock_entries (product_id, kind, actor, target, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (product_id, kind, actor, target) DO UPDATE SET value = max(value, excluded.value)",
+    )?
+    .execute(params![product_id.to_string(), kind, actor, target, value])?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! SQLite access: one writer thread that group-commits, and a small pool of reader connections.
+//!
+//! Why this shape: SQLite allows one writer at a time, so funnelling every write through one
+//! dedicated thread removes lock contention (`SQLITE_BUSY`) entirely, and lets that thread fold
+//! the writes that queued up during the previous `fsync` into one transaction (group commit).
+//! Each job still runs in its own SAVEPOINT, so a job that fails rolls back alone; its caller hears
+//! the outcome only after the whole batch has committed — a 201 always means "on disk".
+//! Readers use separate WAL connections, so reads never wait behind the writer.
+
+mod migrations;
+mod reader;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use migrations::latest_version;
+pub use reader::ReaderPool;
+pub use writer::{Tx, Writer};
+
+/// How SQLite makes commits durable (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged (the default).
+    Full,
+    /// `synchronous=NORMAL`: WAL commits may be lost on power failure (not on process crash).
+    Normal,
+}
+
+/// Storage settings.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Most write jobs folded into one transaction; 1 disables group commit.
+    pub max_batch: usize,
+    pub readers: usize,
+}
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(Arc<rusqlite::Error>),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("a database job panicked")]
+    JobPanicked,
+    #[error("a background task failed: {0}")]
+    Join(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(Arc::new(e))
+    }
+}
+
+impl DbError {
+    /// True when the error is a UNIQUE constraint violation (e.g. a duplicate email).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlite(e) if matches!(
+            e.as_ref(),
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        ))
+    }
+}
+
+/// Handle to the node's database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    writer: Writer,
+    readers: ReaderPool,
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file, applies pending migrations, and starts the
+    /// writer thread and the reader pool.
+    pub fn open(config: &DbConfig) -> Result<Db, DbError> {
+        let mut conn = open_connection(&config.path, config.durability, false)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrations::apply(&mut conn)?;
+        let writer = Writer::start(conn, config.max_batch.max(1))?;
+        let readers = ReaderPool::open(&config.path, config.durability, config.readers.max(1))?;
+        Ok(Db {
+            writer,
+            readers,
+            path: Arc::new(config.path.clone()),
+        })
+    }
+
+    /// Runs `f` inside the write transaction; resolves once the transaction has committed.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+
+    /// Runs `f` on a reader connection (a consistent snapshot; never blocked by the writer).
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.readers.run(f).await
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version recorded by the migrations (`PRAGMA user_version`).
+    pub async fn schema_version(&self) -> Result<i64, DbError> {
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .await
+    }
+}
+
+pub(crate) fn open_connection(
+    path: &Path,
+    durability: Durability,
+    read_only: bool,
+) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Reads a TEXT column holding a UUID.
+pub fn uuid_col(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<uuid::Uuid> {
+    let s: String = row.get(idx)?;
+    uuid::Uuid::parse_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

@@ -1,0 +1,139 @@
+//! # edgecart-node
+//!
+//! One store's whole shop — users, catalog and inventory, orders, payments, notifications — in
+//! one SQLite file, behind the REST storefront API. Runs standalone (offline) or, later, synced
+//! with the hub.
+//!
+//! # Layout
+//! - [`config`]: the command line / environment (`EDGECART_*`).
+//! - [`db`]: one group-committing writer thread + a pool of readers; embedded migrations.
+//! - [`error`]: the API's error type and its single mapping to RFC 9457 problem JSON.
+//! - [`http`]: router assembly, extractors, pagination, health, metrics, OpenAPI.
+//! - [`users`], [`catalog`], [`orders`], [`payments`], [`notifications`]: the bounded contexts,
+//!   each `model` (domain types and rules), `store` (SQL), `routes` (HTTP).
+//! - [`events`]: domain events, delivered to subscribers inside the publishing transaction.
+//! - [`idempotency`]: `Idempotency-Key` replay for POSTs.
+//! - [`sync`]: the change log (outbox) the hub will consume, and `/v1/sync/status`.
+//! - [`demo`]: the demo catalog seeded by `--demo`.
+//! - [`telemetry`]: tracing subscriber set-up.
+
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod idempotency;
+pub mod notifications;
+pub mod orders;
+pub mod payments;
+pub mod state;
+pub mod sync;
+pub mod telemetry;
+pub mod time;
+pub mod users;
+
+use std::future::Future;
+
+use anyhow::Context;
+use edgecart_proto::hlc::Clock;
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::money::Currency;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::db::{Db, DbConfig};
+use crate::state::{AppState, Inner};
+use crate::users::auth::{JwtKeys, PasswordHasher};
+
+/// Development secret used by `--demo` when no `--jwt-secret` is given.
+const DEMO_JWT_SECRET: &str = "edgecart-demo-secret--not-for-production-use";
+
+/// Opens the database and builds the application state (bootstrap admin and demo data included).
+pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let node_id = ActorId::parse(&config.node_id).context("--node-id")?;
+    let currency = Currency::parse(&config.currency).context("--currency")?;
+    let secret = match (&config.jwt_secret, config.demo) {
+        (Some(s), _) if s.len() >= 32 => s.clone(),
+        (Some(_), _) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
+        (None, true) => {
+            tracing::warn!("demo mode: using the built-in development JWT secret");
+            DEMO_JWT_SECRET.to_string()
+        }
+        (None, false) => anyhow::bail!("--jwt-secret (EDGECART_JWT_SECRET) is required"),
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let db = Db::open(&DbConfig {
+        path: config.db_path(),
+        durability: config.sqlite_synchronous,
+        max_batch: config.group_commit_max,
+        readers: config.readers,
+    })
+    .context("opening the database")?;
+    let clock = Clock::new(node_id.clone());
+    // The clock must never run behind what this node already wrote (e.g. after a restart on a
+    // machine whose wall clock went back).
+    if let Some(last) = db.read(sync::changelog::last_version).await? {
+        if let Ok(ts) = last.parse() {
+            clock.observe(&ts);
+        }
+    }
+    let state = AppState::new(Inner {
+        db,
+        node_id,
+        clock,
+        jwt: JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs),
+        passwords: PasswordHasher::new(2)?,
+        currency,
+        low_stock_threshold: config.low_stock_threshold,
+        hub_configured: config.hub_url.is_some(),
+        metrics: http::health::metrics_handle(),
+    });
+    demo::bootstrap(&state, config).await?;
+    Ok(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node_id = %state.node_id, "listening on http://{addr}");
+    if config.demo {
+        demo::print_banner(addr);
+    }
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

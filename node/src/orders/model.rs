@@ -1,0 +1,227 @@
+//! Order domain types and the status machine.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::http::money::MoneyDto;
+use crate::payments::model::PaymentView;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        Some(match s {
+            "pending_payment" => OrderStatus::PendingPayment,
+            "paid" => OrderStatus::Paid,
+            "shipped" => OrderStatus::Shipped,
+            "delivered" => OrderStatus::Delivered,
+            "cancelled" => OrderStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The legal transitions: pending_payment → paid → shipped → delivered, and
+    /// pending_payment | paid → cancelled.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (PendingPayment, Paid)
+                | (Paid, Shipped)
+                | (Shipped, Delivered)
+                | (PendingPayment, Cancelled)
+                | (Paid, Cancelled)
+        )
+    }
+}
+
+/// Most lines in one order, and most units on one line.
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: u64 = 10_000;
+
+/// A validated order line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    pub product_id: Uuid,
+    pub quantity: u64,
+}
+
+/// Parses requested lines: 1..=MAX_LINES, each quantity 1..=MAX_QUANTITY. Lines for the same
+/// product are merged (in first-seen order), so stock is checked against the total.
+pub fn parse_lines(items: &[ItemRequest]) -> Result<Vec<Line>, Error> {
+    if items.is_empty() || items.len() > MAX_LINES {
+        return Err(Error::invalid(
+            "items",
+            format!("must have 1-{MAX_LINES} lines"),
+        ));
+    }
+    let mut lines: Vec<Line> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let quantity = u64::try_from(item.quantity)
+            .ok()
+            .filter(|q| (1..=MAX_QUANTITY).contains(q))
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("items[{i}].quantity"),
+                    format!("must be 1-{MAX_QUANTITY}"),
+                )
+            })?;
+        match lines.iter_mut().find(|l| l.product_id == item.product_id) {
+            Some(line) => line.quantity += quantity,
+            None => lines.push(Line {
+                product_id: item.product_id,
+                quantity,
+            }),
+        }
+    }
+    Ok(lines)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ItemRequest {
+    pub product_id: Uuid,
+    /// 1-10000.
+    pub quantity: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateOrderRequest {
+    pub items: Vec<ItemRequest>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderItemView {
+    pub product_id: Uuid,
+    pub product_name: String,
+    pub unit_price: MoneyDto,
+    pub quantity: i64,
+    pub line_total: MoneyDto,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusChangeView {
+    pub status: OrderStatus,
+    pub at: String,
+    /// Who made the change: `user:<id>`, `node:<id>` or `hub`.
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The node that took the order (its owner).
+    pub node_id: String,
+    pub status: OrderStatus,
+    pub total: MoneyDto,
+    pub items: Vec<OrderItemView>,
+    pub payments: Vec<PaymentView>,
+    pub status_history: Vec<StatusChangeView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct StatusRequest {
+    /// `shipped` or `delivered`.
+    pub status: OrderStatus,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus::*;
+
+    #[test]
+    fn status_machine() {
+        let all = [PendingPayment, Paid, Shipped, Delivered, Cancelled];
+        let legal: Vec<_> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.can_become(*b))
+            .collect();
+        assert_eq!(
+            legal,
+            vec![
+                (PendingPayment, Paid),
+                (PendingPayment, Cancelled),
+                (Paid, Shipped),
+                (Paid, Cancelled),
+                (Shipped, Delivered)
+            ]
+        );
+        for s in all {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn lines_are_validated_and_merged() {
+        let p = Uuid::nil();
+        let q = Uuid::max();
+        let items = vec![
+            ItemRequest {
+                product_id: p,
+                quantity: 2,
+            },
+            ItemRequest {
+                product_id: q,
+                quantity: 1,
+            },
+            ItemRequest {
+                product_id: p,
+                quantity: 3,
+            },
+        ];
+        let lines = parse_lines(&items).unwrap();
+        assert_eq!(
+            lines,
+            vec![
+                Line {
+                    product_id: p,
+                    quantity: 5
+                },
+                Line {
+                    product_id: q,
+                    quantity: 1
+                }
+            ]
+        );
+        for bad in [0, -1, 10_001] {
+            let err = parse_lines(&[ItemRequest {
+                product_id: p,
+                quantity: bad,
+            }])
+            .unwrap_err();
+            assert!(
+                matches!(err, Error::Invalid { ref field, .. } if field == "items[0].quantity")
+            );
+        }
+        assert!(parse_lines(&[]).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! HTTP handlers for orders.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{CreateOrderRequest, OrderStatus, OrderView, StatusRequest, parse_lines};
+use super::service;
+use super::store;
+use crate::error::{Error, Problem, Result};
+use crate::http::extract::{ApiJson, ApiQuery, IdempotencyKey, PathId};
+use crate::http::page::{Page, PageParams, PageRequest};
+use crate::idempotency::{self, Stored};
+use crate::state::AppState;
+use crate::users::AuthUser;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(set_status))
+}
+
+/// Places an order. Retrying with the same `Idempotency-Key` returns the first response and
+/// consumes stock once.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
+    responses((status = 201, body = OrderView), (status = 400, body = Problem),
+        (status = 401, body = Problem),
+        (status = 409, body = Problem, description = "not enough stock at this store; carries `available_here` and `global`"),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn create_order(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<CreateOrderRequest>,
+) -> Result<Stored> {
+    let lines = parse_lines(&req.items)?;
+    let canonical = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
+    let st = state.clone();
+    let stored = state
+        .db
+        .write(move |tx| {
+            idempotency::once(
+                tx,
+                auth.id,
+                "orders",
+                key.as_deref(),
+                &canonical,
+                StatusCode::CREATED,
+                || service::capture(tx, &st, auth.id, &lines),
+            )
+        })
+        .await?;
+    metrics::counter!("edgecart_orders_total", "outcome" => if stored.replayed { "replayed" } else { "created" })
+        .increment(1);
+    Ok(stored)
+}
+
+/// Your orders (admins see every order).
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = Page<OrderView>), (status = 400, body = Problem),
+        (status = 401, body = Problem)))]
+async fn list_orders(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<OrderView>>> {
+    let page = PageRequest::try_from(&params)?;
+    let owner = (!auth.is_admin()).then_some(auth.id);
+    let views = state
+        .db
+        .read(move |c| {
+            let rows = store::list(c, owner, page)?;
+            let page = Page::from_rows(rows, page, |o| o.id);
+            let items = page
+                .items
+                .iter()
+                .filter_map(|o| service::load(c, o.id).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            Ok::<_, Error>(Page {
+                items,
+                next_page_token: page.next_page_token,
+            })
+        })
+        .await?;
+    Ok(Json(views))
+}
+
+/// One order with its items, payments and status history.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<OrderView>> {
+    state
+        .db
+        .read(move |c| service::load(c, id))
+        .await?
+        .filter(|o| auth.may_access(o.user_id))
+        .map(Json)
+        .ok_or(Error::NotFound("order"))
+}
+
+/// Cancels an order (owner or admin): stock is released; a paid order is refunded.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the order can no longer be cancelled")))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<OrderView>> {
+    let st = state.clone();
+    let view = state
+        .db
+        .write(move |tx| {
+            let order = store::get(tx, id)?
+                .filter(|o| auth.may_access(o.user_id))
+                .ok_or(Error::NotFound("order"))?;
+            let reason = if auth.id == order.user_id {
+                "cancelled by customer"
+            } else {
+                "cancelled by staff"
+            };
+            service::cancel(tx, &st, id, &service::user_actor(auth.id), Some(reason))?;
+            service::load(tx, id)?.ok_or(Error::NotFound("order"))
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Moves a paid order to `shipped`, or a shipped one to `delivered` (admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = StatusRequest,
+    responses((status = 200, body = OrderView), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "illegal transition"),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn set_status(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+    ApiJson(req): ApiJson<StatusRequest>,
+) -> Result<Json<OrderView>> {
+    auth.require_admin()?;
+    if !matches!(req.status, OrderStatus::Shipped | OrderStatus::Delivered) {
+        return Err(Error::invalid(
+            "status",
+            "must be shipped or delivered (payment and cancellation have their own endpoints)",
+        ));
+    }
+    let st = state.clone();
+    let view = state
+        .db
+        .write(move |tx| {
+            service::transition(tx, &st, id, req.status, &service::user_actor(auth.id), None)?;
+            service::load(tx, id)?.ok_or(Error::NotFound("order"))
+        })
+        .await?;
+    Ok(Json(view))
+}

@@ -1,0 +1,38 @@
+//! Shared state handed to every request handler.
+
+use std::sync::Arc;
+
+use edgecart_proto::hlc::Clock;
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::money::Currency;
+
+use crate::db::Db;
+use crate::users::auth::{JwtKeys, PasswordHasher};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub node_id: ActorId,
+    pub clock: Clock,
+    pub jwt: JwtKeys,
+    pub passwords: PasswordHasher,
+    pub currency: Currency,
+    pub low_stock_threshold: u64,
+    pub hub_configured: bool,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

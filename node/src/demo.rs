@@ -16,8 +16,10 @@ use crate::users::model::{Email, Name, NewPassword, Role};
 pub const DEMO_ADMIN_EMAIL: &str = "admin@edgecart.demo";
 pub const DEMO_ADMIN_PASSWORD: &str = "demo-admin-pass";
 
-/// (category, [(name, description, price in cents, units in stock)])
-const DEMO_CATALOG: &[(&str, &[(&str, &str, i64, u64)])] = &[
+/// (name, description, price in cents, units in stock)
+type DemoProduct = (&'static str, &'static str, i64, u64);
+
+const DEMO_CATALOG: &[(&str, &[DemoProduct])] = &[
     (
         "Coffee",
         &[

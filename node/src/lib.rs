@@ -76,10 +76,10 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let clock = Clock::new(node_id.clone());
     // The clock must never run behind what this node already wrote (e.g. after a restart on a
     // machine whose wall clock went back).
-    if let Some(last) = db.read(sync::changelog::last_version).await? {
-        if let Ok(ts) = last.parse() {
-            clock.observe(&ts);
-        }
+    if let Some(last) = db.read(sync::changelog::last_version).await?
+        && let Ok(ts) = last.parse()
+    {
+        clock.observe(&ts);
     }
     let state = AppState::new(Inner {
         db,

@@ -55,23 +55,32 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
+        let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => Error::invalid(
-                if field == "." {
-                    "body".to_string()
-                } else {
-                    field
-                },
-                inner.to_string(),
-            ),
+            serde_json::error::Category::Data => {
+                Error::invalid(field_name(&path, &inner.to_string()), inner.to_string())
+            }
             _ => Error::bad_request(None, format!("malformed JSON: {inner}")),
         }
     })?;
     de.end()
         .map_err(|e| Error::bad_request(None, format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// The failing field's path; for a missing field serde reports the enclosing object, so the
+/// missing member's name (from the message "missing field `x`") is appended.
+fn field_name(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => "body".to_string(),
+        (p, Some(name)) => format!("{p}.{name}"),
+        (p, None) => p.to_string(),
+    }
 }
 
 /// A query string. A value of the wrong type is 400 naming the parameter.

@@ -1,0 +1,118 @@
+//! `Idempotency-Key`: a retried POST returns the first result and consumes stock once.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, json_of, problem};
+
+#[tokio::test]
+async fn a_retried_order_returns_the_first_response_and_sells_once() {
+    let app = TestApp::spawn().await;
+    let product = app.product("Tin", 1500, 10).await;
+    let (token, _) = app.register("retry@example.com").await;
+    let send = |key: &'static str, qty: i64| {
+        let app = &app;
+        let token = token.clone();
+        let product = product.clone();
+        async move {
+            app.client
+                .post(app.url("/v1/orders"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send("order-abc", 2).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = first.text().await.unwrap();
+    let retry = send("order-abc", 2).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        retry.text().await.unwrap(),
+        first,
+        "byte-for-byte the first response"
+    );
+    assert_eq!(app.stock(&product).await.0, 8, "stock consumed once");
+    // The same key for a different request is refused.
+    problem(send("order-abc", 3).await, 422, Some("Idempotency-Key")).await;
+    // Keys are per customer: another customer's identical key is independent.
+    let (other, _) = app.register("other@example.com").await;
+    let r = app
+        .client
+        .post(app.url("/v1/orders"))
+        .bearer_auth(other)
+        .header("idempotency-key", "order-abc")
+        .json(&json!({"items": [{"product_id": product, "quantity": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.stock(&product).await.0, 6);
+    let orders = json_of(app.get("/v1/orders", Some(&token)).await, 200).await;
+    assert_eq!(orders["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_create_one_order() {
+    let app = TestApp::spawn().await;
+    let product = app.product("Jar", 200, 50).await;
+    let (token, _) = app.register("burst@example.com").await;
+    let responses = futures::future::join_all((0..16).map(|_| {
+        app.client
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "burst-1")
+            .json(&json!({"items": [{"product_id": product, "quantity": 3}]}))
+            .send()
+    }))
+    .await;
+    let mut bodies = Vec::new();
+    for r in responses {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 201);
+        bodies.push(json_of(r, 201).await["id"].as_str().unwrap().to_string());
+    }
+    bodies.dedup();
+    assert_eq!(bodies.len(), 1, "every retry got the same order");
+    assert_eq!(app.stock(&product).await.0, 47);
+}
+
+#[tokio::test]
+async fn a_retried_payment_is_recorded_once() {
+    let app = TestApp::spawn().await;
+    let product = app.product("Box", 1000, 3).await;
+    let (token, _) = app.register("payonce@example.com").await;
+    let order = json_of(app.order(&token, &product, 1).await, 201).await;
+    let path = format!("/v1/orders/{}/payments", order["id"].as_str().unwrap());
+    let pay = || {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&token)
+            .header("idempotency-key", "pay-1")
+            .json(&json!({"method": "cash"}))
+            .send()
+    };
+    let first = json_of(pay().await.unwrap(), 201).await;
+    let second = json_of(pay().await.unwrap(), 201).await;
+    assert_eq!(first["id"], second["id"]);
+    let order = json_of(
+        app.get(
+            &format!("/v1/orders/{}", order["id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(order["payments"].as_array().unwrap().len(), 1);
+    assert_eq!(order["status"], "paid");
+    // Without the key, a second payment is a conflict, not a double charge.
+    let r = app
+        .post(&path, Some(&token), &json!({"method": "cash"}))
+        .await;
+    problem(r, 409, None).await;
+}

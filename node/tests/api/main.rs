@@ -1,0 +1,11 @@
+//! The node's API tests: one integration-test binary (see `helpers` for the harness).
+
+mod helpers;
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod idempotency;
+mod operations;
+mod shop_day;
+mod users;

@@ -1,0 +1,55 @@
+//! Command line / environment of `edgecart-hub`: every flag is also `EDGECART_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "edgecart-hub",
+    version,
+    about = "edgecart hub: reconciles the store nodes"
+)]
+pub struct Config {
+    /// Directory holding the SQLite file (`edgecart-hub.db`).
+    #[arg(long, env = "EDGECART_DATA_DIR", default_value = "edgecart-hub-data")]
+    pub data_dir: PathBuf,
+
+    /// gRPC listen address; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "EDGECART_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Token nodes present on the Sync stream.
+    #[arg(long, env = "EDGECART_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: String,
+
+    /// Token operators and tools present to the admin services.
+    #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// Seed a demo catalog with stock at the hub once (into an empty catalog).
+    #[arg(long, env = "EDGECART_DEMO")]
+    pub demo: bool,
+
+    /// Log as JSON lines.
+    #[arg(long, env = "EDGECART_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("edgecart-hub.db")
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so the tokens never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
+}

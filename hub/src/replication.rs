@@ -1,0 +1,391 @@
+//! What the hub does with the nodes' changes and for them: applying a node's change batch,
+//! receiving stock and allocating it, top-ups, and the snapshot a new or restored node needs.
+//! Every function runs inside the caller's write transaction.
+
+use std::collections::BTreeSet;
+
+use edgecart_proto::hlc::{Clock, Timestamp};
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::pb;
+use edgecart_proto::stock::{Entry, EntryKey};
+use edgecart_proto::sync::{
+    CategoryPayload, Command, OrderPayload, ProductPayload, StockPayload, UserPayload, entity,
+};
+use rusqlite::Connection;
+
+use crate::allocation::{self, Policy};
+use crate::error::{HubError, Result};
+use crate::store::{catalog, changes, nodes, orders, stock, users};
+
+/// Sales in this window count as "recent" for the allocation policy.
+const SALES_WINDOW_MS: i64 = 60 * 60 * 1000;
+
+/// Applies a batch of a node's changes; entries at or below the node's cursor are replays and
+/// are skipped, so a batch re-sent after a reconnect changes nothing twice. Returns the new
+/// cursor (to acknowledge once the transaction has committed).
+pub fn apply_batch(
+    conn: &Connection,
+    clock: &Clock,
+    node: &ActorId,
+    batch: &[pb::Change],
+) -> Result<i64> {
+    let row = nodes::get(conn, node.as_str())?.ok_or(HubError::NotFound("node"))?;
+    let mut cursor = row.node_cursor;
+    let mut touched = BTreeSet::new();
+    let mut handed_back = BTreeSet::new();
+    for change in batch {
+        if change.seq <= cursor {
+            continue;
+        }
+        cursor = change.seq;
+        if let Err(e) = apply_one(conn, clock, node, change, &mut touched, &mut handed_back) {
+            // A malformed entry is skipped (and counted), not retried forever: the rest of the
+            // stream must keep flowing.
+            tracing::warn!(node = %node, seq = change.seq, entity = %change.entity, error = %e, "skipped a change");
+        }
+    }
+    if !touched.is_empty() {
+        let ids = nodes::ids(conn)?;
+        let version = clock.now().to_string();
+        for product in &touched {
+            let counter = stock::load(conn, product)?;
+            stock::broadcast_others(conn, product, &counter, &ids, Some(node.as_str()), &version)?;
+        }
+    }
+    for product in &handed_back {
+        allocate(conn, clock, product)?;
+    }
+    nodes::set_node_cursor(conn, node.as_str(), cursor)?;
+    Ok(cursor)
+}
+
+fn apply_one(
+    conn: &Connection,
+    clock: &Clock,
+    node: &ActorId,
+    change: &pb::Change,
+    touched: &mut BTreeSet<String>,
+    handed_back: &mut BTreeSet<String>,
+) -> Result<()> {
+    let version: Timestamp = change
+        .version
+        .parse()
+        .map_err(|_| HubError::invalid("version", "not an HLC timestamp"))?;
+    clock.observe(&version);
+    let version = change.version.as_str();
+    let json = change.payload_json.as_str();
+    match change.entity.as_str() {
+        entity::USER => {
+            let u: UserPayload = serde_json::from_str(json)?;
+            users::apply(conn, &u, version, || clock.now().to_string())?;
+        }
+        entity::CATEGORY => {
+            catalog::apply_category(
+                conn,
+                &serde_json::from_str::<CategoryPayload>(json)?,
+                version,
+            )?;
+        }
+        entity::PRODUCT => {
+            catalog::apply_product(
+                conn,
+                &serde_json::from_str::<ProductPayload>(json)?,
+                version,
+            )?;
+        }
+        entity::STOCK => {
+            let s: StockPayload = serde_json::from_str(json)?;
+            // Each actor writes only its own cells: a node may not raise another actor's.
+            let owner = match &s.entry.key {
+                EntryKey::Inc(a) | EntryKey::Dec(a) => a,
+                EntryKey::Xfer { from, .. } => from,
+            };
+            if owner != node {
+                return Err(HubError::invalid(
+                    "entry",
+                    "a node may only write its own cells",
+                ));
+            }
+            let grew = stock::merge_cell(conn, &s.product_id, &s.entry)?;
+            if grew > 0 {
+                touched.insert(s.product_id.clone());
+                match &s.entry.key {
+                    EntryKey::Dec(_) => {
+                        stock::record_sale(conn, &s.product_id, node.as_str(), grew)?
+                    }
+                    EntryKey::Xfer { to, .. } if *to == ActorId::hub() => {
+                        handed_back.insert(s.product_id.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        entity::ORDER => {
+            let o: OrderPayload = serde_json::from_str(json)?;
+            if o.node_id != node.as_str() {
+                return Err(HubError::invalid(
+                    "order.node_id",
+                    "a node may only report its own orders",
+                ));
+            }
+            orders::apply(conn, &o, version)?;
+        }
+        entity::PAYMENT => {
+            orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?
+        }
+        other => {
+            return Err(HubError::invalid(
+                "entity",
+                format!("unknown entity {other}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn policy(conn: &Connection) -> Result<Policy> {
+    Ok(conn.query_row(
+        "SELECT floor_per_node, reserve_percent FROM allocation_policy WHERE id = 1",
+        [],
+        |r| {
+            Ok(Policy {
+                floor_per_node: r.get(0)?,
+                reserve_percent: r.get(1)?,
+            })
+        },
+    )?)
+}
+
+pub fn set_policy(conn: &Connection, p: Policy) -> Result<()> {
+    conn.execute(
+        "UPDATE allocation_policy SET floor_per_node = ?1, reserve_percent = ?2 WHERE id = 1",
+        rusqlite::params![p.floor_per_node, p.reserve_percent],
+    )?;
+    Ok(())
+}
+
+/// Hands the hub's spare rights of a product to the nodes by the policy.
+pub fn allocate(conn: &Connection, clock: &Clock, product_id: &str) -> Result<()> {
+    let hub = ActorId::hub();
+    let mut counter = stock::load(conn, product_id)?;
+    let node_ids: Vec<ActorId> = nodes::ids(conn)?
+        .iter()
+        .filter_map(|n| ActorId::parse(n).ok())
+        .collect();
+    let since = crate::store::now_ms() - SALES_WINDOW_MS;
+    let sales: Vec<(ActorId, i64)> = stock::recent_sales(conn, product_id, since)?
+        .into_iter()
+        .filter_map(|(n, q)| ActorId::parse(&n).ok().map(|a| (a, q)))
+        .collect();
+    let plan = allocation::plan(policy(conn)?, &counter, &hub, &node_ids, &sales);
+    for (node, quantity) in plan {
+        let entry = counter
+            .transfer(&hub, &node, quantity)
+            .map_err(|e| HubError::Internal(format!("allocation: {e}")))?;
+        stock::merge_cell(conn, product_id, &entry)?;
+        stock::send_cell(
+            conn,
+            node.as_str(),
+            product_id,
+            &entry,
+            &clock.now().to_string(),
+        )?;
+        tracing::debug!(product_id, node = %node, quantity, "allocated");
+    }
+    Ok(())
+}
+
+/// Units delivered to the central warehouse: `inc[hub] += quantity`, then allocated.
+pub fn receive_stock(
+    conn: &Connection,
+    clock: &Clock,
+    product_id: &str,
+    quantity: u64,
+) -> Result<()> {
+    if catalog::get_product(conn, product_id)?.is_none() {
+        return Err(HubError::NotFound("product"));
+    }
+    let mut counter = stock::load(conn, product_id)?;
+    let entry = counter
+        .add(&ActorId::hub(), quantity)
+        .map_err(|e| HubError::invalid("quantity", e.to_string()))?;
+    stock::merge_cell(conn, product_id, &entry)?;
+    let ids = nodes::ids(conn)?;
+    stock::broadcast_others(
+        conn,
+        product_id,
+        &counter,
+        &ids,
+        None,
+        &clock.now().to_string(),
+    )?;
+    allocate(conn, clock, product_id)
+}
+
+/// A node short of rights asks for `quantity` more. Grants what the hub holds (the reserve
+/// exists for this); if that is not enough, asks the node with the most spare rights to hand
+/// some back for next time. Returns the granted amount and the transfer cell.
+pub fn top_up(
+    conn: &Connection,
+    clock: &Clock,
+    node: &ActorId,
+    product_id: &str,
+    quantity: u64,
+) -> Result<(u64, Option<pb::Change>)> {
+    let hub = ActorId::hub();
+    let mut counter = stock::load(conn, product_id)?;
+    let grant = quantity.min(counter.rights(&hub).max(0) as u64);
+    let mut change = None;
+    if grant > 0 {
+        let entry = counter
+            .transfer(&hub, node, grant)
+            .map_err(|e| HubError::Internal(format!("top-up: {e}")))?;
+        stock::merge_cell(conn, product_id, &entry)?;
+        let version = clock.now().to_string();
+        stock::send_cell(conn, node.as_str(), product_id, &entry, &version)?;
+        change = Some(stock_change(product_id, &entry, &version)?);
+    }
+    if grant < quantity {
+        let floor = policy(conn)?.floor_per_node;
+        let richest = nodes::ids(conn)?
+            .into_iter()
+            .filter(|n| n != node.as_str())
+            .filter_map(|n| ActorId::parse(&n).ok())
+            .map(|n| (counter.rights(&n) - floor, n))
+            .filter(|(spare, _)| *spare > 0)
+            .max_by_key(|(spare, _)| *spare);
+        if let Some((spare, rich)) = richest {
+            let want = (quantity - grant).min(spare as u64);
+            let command = Command::HandBack {
+                id: edgecart_proto::ids::new_id().to_string(),
+                product_id: product_id.to_string(),
+                quantity: want,
+            };
+            changes::append(
+                conn,
+                Some(rich.as_str()),
+                entity::COMMAND,
+                command.id(),
+                &clock.now().to_string(),
+                &serde_json::to_string(&command)?,
+            )?;
+            tracing::info!(product_id, from = %rich, quantity = want, "asked a node to hand back rights");
+        }
+    }
+    Ok((grant, change))
+}
+
+fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Change> {
+    Ok(pb::Change {
+        seq: 0,
+        entity: entity::STOCK.to_string(),
+        entity_id: product_id.to_string(),
+        version: version.to_string(),
+        payload_json: serde_json::to_string(&StockPayload {
+            product_id: product_id.to_string(),
+            entry: entry.clone(),
+        })?,
+    })
+}
+
+/// Everything a node needs to start from nothing (or to recover after a restore): accounts,
+/// catalog, and for every product the node's own cells, the transfers into it, and the other
+/// actors' net stock. All entries carry sequence `seq`.
+pub fn snapshot(
+    conn: &Connection,
+    clock: &Clock,
+    node: &ActorId,
+    seq: i64,
+) -> Result<Vec<pb::Change>> {
+    let mut out: Vec<pb::Change> = users::snapshot(conn)?
+        .into_iter()
+        .chain(catalog::snapshot(conn)?)
+        .map(|(entity, entity_id, version, payload_json)| pb::Change {
+            seq,
+            entity,
+            entity_id,
+            version,
+            payload_json,
+        })
+        .collect();
+    let version = clock.now().to_string();
+    for product in stock::products(conn)? {
+        let counter = stock::load(conn, &product)?;
+        for entry in counter.entries() {
+            let mine = match &entry.key {
+                EntryKey::Inc(a) | EntryKey::Dec(a) => a == node,
+                EntryKey::Xfer { from, to } => from == node || to == node,
+            };
+            if mine {
+                out.push(pb::Change {
+                    seq,
+                    ..stock_change(&product, &entry, &version)?
+                });
+            }
+        }
+        out.push(pb::Change {
+            seq,
+            entity: entity::STOCK_OTHERS.to_string(),
+            entity_id: product.clone(),
+            version: version.clone(),
+            payload_json: serde_json::to_string(&edgecart_proto::sync::StockOthersPayload {
+                product_id: product.clone(),
+                others_net: stock::others_net(&counter, node),
+            })?,
+        });
+    }
+    Ok(out)
+}
+
+/// Outcome of a node's Hello.
+pub struct Session {
+    /// Where the node resumes sending.
+    pub node_cursor: i64,
+    /// The node's state is older than what the hub acknowledged (restored from a backup).
+    pub resync: bool,
+    /// Sent first, before the change log (empty unless new-after-compaction or resync).
+    pub snapshot: Vec<pb::Change>,
+    /// The hub log position the node's stream continues from.
+    pub hub_cursor: i64,
+}
+
+pub fn hello(
+    conn: &Connection,
+    clock: &Clock,
+    node: &ActorId,
+    hello: &pb::Hello,
+) -> Result<Session> {
+    let is_new = nodes::hello(
+        conn,
+        node.as_str(),
+        &hello.release,
+        hello.protocol_version,
+        hello.last_seq,
+    )?;
+    let row = nodes::get(conn, node.as_str())?.ok_or(HubError::NotFound("node"))?;
+    let resync = hello.last_seq < row.node_cursor;
+    if resync {
+        tracing::warn!(node = %node, node_last_seq = hello.last_seq, hub_acknowledged = row.node_cursor,
+            "node is behind what the hub acknowledged (restored from an older copy?): re-syncing it");
+    }
+    let hub_cursor = hello.hub_cursor.max(0);
+    nodes::set_hub_cursor(conn, node.as_str(), hub_cursor)?;
+    let floor = changes::floor(conn)?;
+    let snapshot = if resync || hub_cursor < floor {
+        snapshot(conn, clock, node, hub_cursor)?
+    } else {
+        Vec::new()
+    };
+    if is_new {
+        tracing::info!(node = %node, "new node: allocating its floor of every product");
+        for product in catalog::all_product_ids(conn)? {
+            allocate(conn, clock, &product)?;
+        }
+    }
+    Ok(Session {
+        node_cursor: row.node_cursor,
+        resync,
+        snapshot,
+        hub_cursor: hub_cursor.max(floor),
+    })
+}

@@ -1,0 +1,86 @@
+//! Read copies of the orders the nodes own.
+
+use edgecart_proto::sync::{OrderItemPayload, OrderPayload};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Result;
+
+pub fn apply(conn: &Connection, o: &OrderPayload, version: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO orders (id, node_id, user_id, status, total_amount, currency, items, created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, total_amount = excluded.total_amount,
+                 items = excluded.items, updated_at = excluded.updated_at, version = excluded.version
+             WHERE excluded.version > orders.version",
+        )?
+        .execute(params![
+            o.id,
+            o.node_id,
+            o.user_id,
+            o.status,
+            o.total_amount,
+            o.currency,
+            serde_json::to_string(&o.items)?,
+            o.created_at,
+            o.updated_at,
+            version
+        ])?;
+    Ok(n > 0)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderPayload> {
+    let items: String = r.get(6)?;
+    Ok(OrderPayload {
+        id: r.get(0)?,
+        node_id: r.get(1)?,
+        user_id: r.get(2)?,
+        status: r.get(3)?,
+        total_amount: r.get(4)?,
+        currency: r.get(5)?,
+        items: serde_json::from_str::<Vec<OrderItemPayload>>(&items).unwrap_or_default(),
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+const COLUMNS: &str =
+    "id, node_id, user_id, status, total_amount, currency, items, created_at, updated_at";
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<OrderPayload>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()?)
+}
+
+pub fn list(
+    conn: &Connection,
+    node: Option<&str>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<OrderPayload>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE id > ?1 AND (?2 IS NULL OR node_id = ?2) ORDER BY id LIMIT ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![after, node, limit], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn apply_payment(
+    conn: &Connection,
+    id: &str,
+    node: &str,
+    payload: &str,
+    version: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO payments (id, node_id, payload, version) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, version = excluded.version
+         WHERE excluded.version > payments.version",
+    )?
+    .execute(params![id, node, payload, version])?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The `Sync` service: one bidirectional stream per node.
+//!
+//! Per stream, a reader (this task) applies what the node sends and answers acks and top-ups,
+//! and a writer task streams the hub's change log for the node from its cursor. Both feed one
+//! bounded channel, so a slow node slows the hub's sending for that node instead of growing memory.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::pb::sync_server::Sync;
+use edgecart_proto::pb::{self, hub_message, node_message};
+use edgecart_proto::sync::{MAX_BATCH, PROTOCOL_VERSION, RELEASE, is_supported};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth;
+use crate::replication;
+use crate::state::Hub;
+use crate::store::{changes, nodes};
+
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Messages buffered towards one node.
+const OUTBOUND: usize = 16;
+
+pub struct SyncService {
+    pub hub: Hub,
+}
+
+type HubStream = Pin<Box<dyn Stream<Item = Result<pb::HubMessage, Status>> + Send>>;
+
+fn msg(m: hub_message::Msg) -> Result<pb::HubMessage, Status> {
+    Ok(pb::HubMessage { msg: Some(m) })
+}
+
+#[tonic::async_trait]
+impl Sync for SyncService {
+    type StreamStream = HubStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::NodeMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        auth::check(request.metadata(), &self.hub.node_token, "node")?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(pb::NodeMessage {
+                msg: Some(node_message::Msg::Hello(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "hello: the first message must be Hello",
+                ));
+            }
+        };
+        let node = ActorId::parse(&hello.node_id)
+            .map_err(|e| Status::invalid_argument(format!("hello.node_id: {e}")))?;
+        if !is_supported(hello.protocol_version) {
+            tracing::warn!(node = %node, version = hello.protocol_version, release = %hello.release,
+                "refused a node speaking an unsupported protocol version");
+            return Err(Status::failed_precondition(format!(
+                "protocol version {} is not supported: this hub (release {RELEASE}) speaks {} and {}",
+                hello.protocol_version,
+                PROTOCOL_VERSION.saturating_sub(1).max(1),
+                PROTOCOL_VERSION
+            )));
+        }
+        let (clock, n, h) = (self.hub.clock.clone(), node.clone(), hello.clone());
+        let session = self
+            .hub
+            .db
+            .write(move |tx| replication::hello(tx, &clock, &n, &h))
+            .await?;
+        let live = self.hub.connect(node.as_str());
+        tracing::info!(node = %node, release = %hello.release, node_cursor = session.node_cursor,
+            hub_cursor = session.hub_cursor, resync = session.resync, "node connected");
+
+        let (out, rx) = mpsc::channel(OUTBOUND);
+        let _ = out
+            .send(msg(hub_message::Msg::Welcome(pb::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                release: RELEASE.to_string(),
+                node_cursor: session.node_cursor,
+                resync: session.resync,
+            })))
+            .await;
+        for chunk in session.snapshot.chunks(MAX_BATCH) {
+            let _ = out
+                .send(msg(hub_message::Msg::Changes(pb::ChangeBatch {
+                    changes: chunk.to_vec(),
+                })))
+                .await;
+        }
+        let sender = tokio::spawn(send_changes(
+            self.hub.clone(),
+            node.clone(),
+            session.hub_cursor,
+            out.clone(),
+        ));
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            if let Err(e) = receive(&hub, &node, inbound, &out).await {
+                tracing::info!(node = %node, error = %e, "node stream ended");
+            }
+            sender.abort();
+            hub.disconnect(node.as_str(), live);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Applies what the node sends until the stream ends.
+async fn receive(
+    hub: &Hub,
+    node: &ActorId,
+    mut inbound: Streaming<pb::NodeMessage>,
+    out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
+) -> Result<(), Status> {
+    while let Some(message) = inbound.next().await {
+        let Some(m) = message?.msg else { continue };
+        match m {
+            node_message::Msg::Changes(batch) => {
+                if batch.changes.len() > MAX_BATCH * 4 {
+                    return Err(Status::invalid_argument("changes: batch too large"));
+                }
+                let (clock, n) = (hub.clock.clone(), node.clone());
+                let cursor = hub
+                    .db
+                    .write(move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes))
+                    .await?;
+                // Acknowledged only now that the transaction has committed.
+                if out
+                    .send(msg(hub_message::Msg::Ack(pb::Ack { seq: cursor })))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            node_message::Msg::Ack(ack) => {
+                let n = node.to_string();
+                hub.db
+                    .write(move |tx| {
+                        nodes::set_hub_cursor(tx, &n, ack.seq)?;
+                        changes::compact(tx)?;
+                        Ok(())
+                    })
+                    .await?;
+            }
+            node_message::Msg::Heartbeat(hb) => {
+                let n = node.to_string();
+                hub.db
+                    .write(move |tx| nodes::seen(tx, &n, Some(hb.last_seq)))
+                    .await?;
+            }
+            node_message::Msg::TopUp(req) => {
+                let quantity = u64::try_from(req.quantity)
+                    .ok()
+                    .filter(|q| *q > 0)
+                    .ok_or_else(|| Status::invalid_argument("top_up.quantity: must be positive"))?;
+                let (clock, n, product) = (hub.clock.clone(), node.clone(), req.product_id.clone());
+                let (granted, transfer) = hub
+                    .db
+                    .write(move |tx| replication::top_up(tx, &clock, &n, &product, quantity))
+                    .await?;
+                tracing::info!(node = %node, product_id = %req.product_id, requested = quantity, granted, "top-up");
+                let reply = pb::TopUpResponse {
+                    request_id: req.request_id,
+                    granted: granted as i64,
+                    transfer,
+                };
+                if out.send(msg(hub_message::Msg::TopUp(reply))).await.is_err() {
+                    break;
+                }
+            }
+            node_message::Msg::Hello(_) => {
+                return Err(Status::invalid_argument("hello: sent twice on one stream"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams the hub's changes for `node` from `cursor`, waking on every committed write, with a
+/// heartbeat when idle.
+async fn send_changes(
+    hub: Hub,
+    node: ActorId,
+    mut cursor: i64,
+    out: mpsc::Sender<Result<pb::HubMessage, Status>>,
+) {
+    let mut generation = hub.db.subscribe();
+    loop {
+        let n = node.to_string();
+        let batch = match hub
+            .db
+            .read(move |c| changes::for_node(c, &n, cursor, MAX_BATCH))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(node = %node, error = %e, "reading changes for a node");
+                return;
+            }
+        };
+        if let Some(last) = batch.last() {
+            cursor = last.seq;
+            if out
+                .send(msg(hub_message::Msg::Changes(pb::ChangeBatch {
+                    changes: batch,
+                })))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = generation.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                let hb = pb::Heartbeat { unix_ms: crate::store::now_ms(), last_seq: cursor };
+                if out.send(msg(hub_message::Msg::Heartbeat(hb))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! The allocation policy: how the hub hands its selling rights to the nodes.
 //!
-//! A floor per node first (so every store can sell something), then what remains above the
-//! reserve is shared in proportion to each node's recent sales (equally when nobody sold yet).
-//! The reserve — a percentage of the global stock — stays at the hub for top-ups. Pure
+//! A floor per node first (so every store can sell something; floors may use the reserve), then
+//! what remains above the reserve is shared in proportion to each node's recent sales (equally
+//! when nobody sold yet). The reserve — a percentage of the global stock — stays at the hub for
+//! top-ups. Pure
 //! arithmetic: the caller applies the plan as `xfer[hub→node]` cells.
 
 use edgecart_proto::ids::ActorId;
@@ -26,16 +27,17 @@ pub fn plan(
         return Vec::new();
     }
     let reserve = counter.global().max(0) * i64::from(policy.reserve_percent.min(100)) / 100;
-    let mut available = (counter.rights(hub) - reserve).max(0);
+    let mut held = counter.rights(hub).max(0);
     let mut grants: Vec<(ActorId, i64)> = nodes.iter().map(|n| (n.clone(), 0)).collect();
 
-    // 1. Floors, in node order, while the hub has rights above the reserve.
+    // 1. Floors, in node order, from everything the hub holds.
     for (node, grant) in grants.iter_mut() {
         let need = (policy.floor_per_node - counter.rights(node)).max(0);
-        let give = need.min(available);
+        let give = need.min(held);
         *grant += give;
-        available -= give;
+        held -= give;
     }
+    let mut available = (held - reserve).max(0);
     // 2. The rest by share of recent sales (equal shares when there are none).
     if available > 0 {
         let sales_of = |n: &ActorId| {
@@ -130,6 +132,18 @@ mod tests {
             "b",
             "the floor goes to the node below it"
         );
+    }
+
+    #[test]
+    fn floors_may_use_the_reserve_but_shares_may_not() {
+        let policy = Policy {
+            floor_per_node: 5,
+            reserve_percent: 50,
+        };
+        let mut c = counter_with_hub_stock(20);
+        c.transfer(&ActorId::hub(), &actor("a"), 12).unwrap(); // hub holds 8, reserve is 10
+        let plan = plan(policy, &c, &ActorId::hub(), &[actor("a"), actor("b")], &[]);
+        assert_eq!(plan, vec![(actor("b"), 5)]);
     }
 
     #[test]

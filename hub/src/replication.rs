@@ -246,33 +246,47 @@ pub fn top_up(
         change = Some(stock_change(product_id, &entry, &version)?);
     }
     if grant < quantity {
-        let floor = policy(conn)?.floor_per_node;
-        let richest = nodes::ids(conn)?
-            .into_iter()
-            .filter(|n| n != node.as_str())
-            .filter_map(|n| ActorId::parse(&n).ok())
-            .map(|n| (counter.rights(&n) - floor, n))
-            .filter(|(spare, _)| *spare > 0)
-            .max_by_key(|(spare, _)| *spare);
-        if let Some((spare, rich)) = richest {
-            let want = (quantity - grant).min(spare as u64);
-            let command = Command::HandBack {
-                id: edgecart_proto::ids::new_id().to_string(),
-                product_id: product_id.to_string(),
-                quantity: want,
-            };
-            changes::append(
-                conn,
-                Some(rich.as_str()),
-                entity::COMMAND,
-                command.id(),
-                &clock.now().to_string(),
-                &serde_json::to_string(&command)?,
-            )?;
-            tracing::info!(product_id, from = %rich, quantity = want, "asked a node to hand back rights");
-        }
+        ask_hand_back(conn, clock, product_id, &counter, node, quantity - grant)?;
     }
     Ok((grant, change))
+}
+
+/// Asks the node with the most rights above its floor (other than `short`) to hand back up to
+/// `quantity` of them; they return as `xfer[node→hub]` and are then re-allocated.
+fn ask_hand_back(
+    conn: &Connection,
+    clock: &Clock,
+    product_id: &str,
+    counter: &edgecart_proto::stock::BoundedCounter,
+    short: &ActorId,
+    quantity: u64,
+) -> Result<()> {
+    let floor = policy(conn)?.floor_per_node;
+    let richest = nodes::ids(conn)?
+        .into_iter()
+        .filter(|n| n != short.as_str())
+        .filter_map(|n| ActorId::parse(&n).ok())
+        .map(|n| (counter.rights(&n) - floor, n))
+        .filter(|(spare, _)| *spare > 0)
+        .max_by_key(|(spare, _)| *spare);
+    if let Some((spare, rich)) = richest {
+        let want = quantity.min(spare as u64);
+        let command = Command::HandBack {
+            id: edgecart_proto::ids::new_id().to_string(),
+            product_id: product_id.to_string(),
+            quantity: want,
+        };
+        changes::append(
+            conn,
+            Some(rich.as_str()),
+            entity::COMMAND,
+            command.id(),
+            &clock.now().to_string(),
+            &serde_json::to_string(&command)?,
+        )?;
+        tracing::info!(product_id, from = %rich, quantity = want, "asked a node to hand back rights");
+    }
+    Ok(())
 }
 
 fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Change> {
@@ -378,8 +392,18 @@ pub fn hello(
     };
     if is_new {
         tracing::info!(node = %node, "new node: allocating its floor of every product");
+        let me = [node.to_string()];
+        let version = clock.now().to_string();
         for product in catalog::all_product_ids(conn)? {
+            let counter = stock::load(conn, &product)?;
+            stock::broadcast_others(conn, &product, &counter, &me, None, &version)?;
             allocate(conn, clock, &product)?;
+            // The others may hold everything: have the richest hand back this node's floor.
+            let counter = stock::load(conn, &product)?;
+            let short = policy(conn)?.floor_per_node - counter.rights(node);
+            if short > 0 && counter.global() > 0 {
+                ask_hand_back(conn, clock, &product, &counter, node, short as u64)?;
+            }
         }
     }
     Ok(Session {

@@ -13,6 +13,10 @@ use crate::error::Error;
 use crate::state::AppState;
 use crate::users::model::{Email, Name, NewPassword, Role};
 
+/// Namespace of the bootstrap admin's name-based (v5) id.
+const ADMIN_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6564_6765_6361_7274_2d61_646d_696e_0001);
+
 pub const DEMO_ADMIN_EMAIL: &str = "admin@edgecart.demo";
 pub const DEMO_ADMIN_PASSWORD: &str = "demo-admin-pass";
 
@@ -58,7 +62,8 @@ pub async fn bootstrap(state: &AppState, config: &Config) -> anyhow::Result<()> 
     if let Some((email, password)) = admin {
         ensure_admin(state, &email, &password).await?;
     }
-    if config.demo {
+    // With a hub the catalog comes from the hub (seeding here would duplicate it per store).
+    if config.demo && config.hub_url.is_none() {
         seed_catalog(state)
             .await
             .context("seeding the demo catalog")?;
@@ -72,7 +77,11 @@ async fn ensure_admin(state: &AppState, email: &str, password: &str) -> anyhow::
     let password = NewPassword::parse("admin_password", password)
         .map_err(|e| anyhow::anyhow!("--admin-password: {e}"))?;
     let name = Name::parse("name", "Administrator").map_err(|e| anyhow::anyhow!("{e}"))?;
-    match crate::users::routes::create_account(state, email, name, &password, Role::Admin).await {
+    // The same id on every node: each store bootstraps "the" admin, and the hub sees one account
+    // (not a second registration of a taken email).
+    let id = uuid::Uuid::new_v5(&ADMIN_NAMESPACE, email.as_str().as_bytes());
+    match crate::users::routes::create_account(state, id, email, name, &password, Role::Admin).await
+    {
         Ok(_) => Ok(()),
         // Already created on an earlier start: leave it (and its possibly changed password) alone.
         Err(Error::Conflict { .. }) => Ok(()),

@@ -42,6 +42,10 @@ pub enum Event {
         user_id: Uuid,
         order_id: Uuid,
     },
+    /// The hub found another store's account already owns this account's email.
+    AccountConflicted {
+        user_id: Uuid,
+    },
     LowStock {
         product_id: Uuid,
         product_name: String,
@@ -59,6 +63,7 @@ impl Event {
             Event::OrderCancelled { .. } => "OrderCancelled",
             Event::OrderShipped { .. } => "OrderShipped",
             Event::OrderDelivered { .. } => "OrderDelivered",
+            Event::AccountConflicted { .. } => "AccountConflicted",
             Event::LowStock { .. } => "LowStock",
         }
     }

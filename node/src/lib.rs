@@ -90,6 +90,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         currency,
         low_stock_threshold: config.low_stock_threshold,
         hub_configured: config.hub_url.is_some(),
+        sync: Default::default(),
         metrics: http::health::metrics_handle(),
     });
     demo::bootstrap(&state, config).await?;
@@ -105,12 +106,27 @@ pub async fn run(
     let state = build_state(&config).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node_id = %state.node_id, "listening on http://{addr}");
-    if config.demo {
+    if config.demo && config.hub_url.is_none() {
         demo::print_banner(addr);
     }
+    let stop_sync = tokio_util::sync::CancellationToken::new();
+    let sync_task = match (&config.hub_url, &config.hub_token) {
+        (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
+            state.clone(),
+            url.clone(),
+            token.clone(),
+            stop_sync.clone(),
+        ))),
+        (Some(_), None) => anyhow::bail!("--hub-url needs --hub-token"),
+        _ => None,
+    };
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    stop_sync.cancel();
+    if let Some(task) = sync_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ pub struct Inner {
     pub currency: Currency,
     pub low_stock_threshold: u64,
     pub hub_configured: bool,
+    pub sync: Arc<crate::sync::SyncHandle>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

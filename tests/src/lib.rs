@@ -1,1 +1,295 @@
-//! e2e
+//! # edgecart-e2e
+//!
+//! Cross-process test harness: [`TestHub`] and [`TestNode`] run the real `edgecart-hub` and
+//! `edgecart-node` binaries in temp dirs on port 0, read the bound address from their log line,
+//! and kill them on drop. [`wait_until`] polls for convergence until a deadline.
+//!
+//! # Layout
+//! - this file: process handling, HTTP and gRPC helpers.
+//! - `src/bin/edgecart-local.rs`: the README's run command (a hub and two nodes in one process).
+//! - `tests/cluster.rs`: the cross-process tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub const NODE_TOKEN: &str = "test-node-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const JWT_SECRET: &str = "e2e-jwt-secret-that-is-long-enough-123";
+pub const ADMIN_EMAIL: &str = "admin@shop.test";
+pub const ADMIN_PASSWORD: &str = "admin-pass-123";
+
+/// Where the workspace's binaries are: `EDGECART_BIN_DIR`, or the target dir this test runs from
+/// (`cargo test --workspace` builds every package's binaries before running tests).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("EDGECART_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("current exe");
+            // target/<profile>/deps/<test binary>
+            exe.parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .expect("target dir")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose stderr is collected; killed (SIGKILL) on drop.
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(binary: &str, args: &[String], marker: &str) -> Proc {
+        let mut child = Command::new(bin(binary))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let (sink, marker, echo) = (
+            log.clone(),
+            marker.to_string(),
+            std::env::var_os("TEST_LOG").is_some(),
+        );
+        let name = binary.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                if let Some(addr) = parse_addr(&line, &marker) {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => panic!(
+                "{binary} did not log its address; log:\n{}",
+                log.lock().unwrap().join("\n")
+            ),
+        };
+        Proc { child, addr, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = line.split(marker).nth(1)?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse().ok()
+}
+
+/// The hub as a real process.
+pub struct TestHub {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    port: u16,
+}
+
+impl TestHub {
+    pub fn start(dir: &Path) -> TestHub {
+        Self::start_on(dir, 0)
+    }
+
+    /// Starts on a given port (0 = any); a restart reuses the old port so nodes find it again.
+    pub fn start_on(dir: &Path, port: u16) -> TestHub {
+        let args: Vec<String> = [
+            "--data-dir",
+            dir.to_str().expect("utf-8 path"),
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--node-token",
+            NODE_TOKEN,
+            "--admin-token",
+            ADMIN_TOKEN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let proc = Proc::spawn("edgecart-hub", &args, "listening on grpc://");
+        let port = proc.addr.port();
+        TestHub {
+            proc,
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    pub fn restart(&mut self) {
+        self.proc.kill9();
+        *self = TestHub::start_on(&self.dir.clone(), self.port);
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to hub")
+    }
+}
+
+/// A gRPC interceptor adding the admin token.
+#[derive(Clone)]
+pub struct AdminToken(pub &'static str);
+
+impl tonic::service::Interceptor for AdminToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+}
+
+/// A store node as a real process.
+pub struct TestNode {
+    pub proc: Proc,
+    pub id: String,
+    pub dir: PathBuf,
+    hub_url: Option<String>,
+    token: String,
+}
+
+impl TestNode {
+    pub fn start(id: &str, dir: &Path, hub_url: Option<&str>) -> TestNode {
+        Self::start_with_token(id, dir, hub_url, NODE_TOKEN)
+    }
+
+    pub fn start_with_token(id: &str, dir: &Path, hub_url: Option<&str>, token: &str) -> TestNode {
+        let mut args: Vec<String> = [
+            "--node-id",
+            id,
+            "--data-dir",
+            dir.to_str().expect("utf-8 path"),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            JWT_SECRET,
+            "--admin-email",
+            ADMIN_EMAIL,
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(url) = hub_url {
+            args.extend([
+                "--hub-url".into(),
+                url.into(),
+                "--hub-token".into(),
+                token.into(),
+            ]);
+        }
+        let proc = Proc::spawn("edgecart-node", &args, "listening on http://");
+        TestNode {
+            proc,
+            id: id.to_string(),
+            dir: dir.to_path_buf(),
+            hub_url: hub_url.map(str::to_string),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.proc.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    pub fn restart(&mut self) {
+        self.proc.kill9();
+        let (id, dir, hub, token) = (
+            self.id.clone(),
+            self.dir.clone(),
+            self.hub_url.clone(),
+            self.token.clone(),
+        );
+        *self = TestNode::start_with_token(&id, &dir, hub.as_deref(), &token);
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` with `describe()`'s dump of
+/// every side's state.
+pub async fn wait_until<T, F, Fut, D, DFut>(
+    timeout: Duration,
+    what: &str,
+    mut probe: F,
+    describe: D,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+    D: FnOnce() -> DFut,
+    DFut: std::future::Future<Output = String>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                describe().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,1 +1,258 @@
-fn main() {}
+//! `edgecart-admin`: call the hub's admin services from a shell.
+//!
+//!   edgecart-admin --hub http://127.0.0.1:50051 --token T nodes
+//!   edgecart-admin ... products
+//!   edgecart-admin ... create-product --name Tea --price 450 [--category ID]
+//!   edgecart-admin ... receive-stock PRODUCT_ID 100
+//!   edgecart-admin ... stock PRODUCT_ID
+//!   edgecart-admin ... orders [--node store-1]
+//!   edgecart-admin ... set-order-status ORDER_ID shipped
+
+use clap::{Parser, Subcommand};
+use edgecart_proto::pb;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+#[derive(Parser)]
+#[command(name = "edgecart-admin", about = "Operate an edgecart hub")]
+struct Cli {
+    /// The hub's gRPC URL.
+    #[arg(
+        long,
+        env = "EDGECART_HUB_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    hub: String,
+    /// The hub's admin token.
+    #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Nodes with connection state and replication lag.
+    Nodes,
+    /// The catalog.
+    Products,
+    /// Categories.
+    Categories,
+    /// Creates a product (price in minor units).
+    CreateProduct {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        price: i64,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[arg(long, default_value = "")]
+        category: String,
+    },
+    /// Creates a category.
+    CreateCategory { name: String },
+    /// Units delivered to the central warehouse (allocated to the nodes).
+    ReceiveStock { product_id: String, quantity: i64 },
+    /// A product's stock: global, at the hub, per node.
+    Stock { product_id: String },
+    /// Orders across nodes.
+    Orders {
+        #[arg(long, default_value = "")]
+        node: String,
+    },
+    /// Ships, delivers or cancels an order (carried out by the node that owns it).
+    SetOrderStatus { order_id: String, status: String },
+}
+
+#[derive(Clone)]
+struct Token(String);
+
+impl Interceptor for Token {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let value = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| Status::invalid_argument("the token is not valid header text"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let channel: Channel = Channel::from_shared(cli.hub.clone())?.connect().await?;
+    let token = Token(cli.token.clone());
+    let catalog = || {
+        pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+            channel.clone(),
+            token.clone(),
+        )
+    };
+    let inventory = || {
+        pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+            channel.clone(),
+            token.clone(),
+        )
+    };
+    let orders = || {
+        pb::order_admin_client::OrderAdminClient::with_interceptor(channel.clone(), token.clone())
+    };
+    match cli.command {
+        Cmd::Nodes => {
+            let nodes = pb::node_admin_client::NodeAdminClient::with_interceptor(
+                channel.clone(),
+                token.clone(),
+            )
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
+            println!(
+                "{:<20} {:<10} {:<8} {:>14} {:>12} last seen (unix ms)",
+                "node", "connected", "release", "pending (node)", "pending (hub)"
+            );
+            for n in nodes {
+                println!(
+                    "{:<20} {:<10} {:<8} {:>14} {:>12} {}",
+                    n.node_id,
+                    n.connected,
+                    n.release,
+                    n.pending_changes,
+                    n.hub_changes_pending,
+                    n.last_seen_unix_ms
+                );
+            }
+        }
+        Cmd::Products => {
+            let mut token = String::new();
+            loop {
+                let page = catalog()
+                    .list_products(pb::ListProductsRequest {
+                        page_size: 100,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                for p in &page.products {
+                    let price = p
+                        .price
+                        .as_ref()
+                        .map(|m| format!("{} {}", m.amount, m.currency))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {:<30} {:>12}  stock {}",
+                        p.id, p.name, price, p.global_stock
+                    );
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        Cmd::Categories => {
+            let page = catalog()
+                .list_categories(pb::ListCategoriesRequest {
+                    page_size: 500,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            for c in page.categories {
+                println!("{}  {}", c.id, c.name);
+            }
+        }
+        Cmd::CreateProduct {
+            name,
+            description,
+            price,
+            currency,
+            category,
+        } => {
+            let p = catalog()
+                .create_product(pb::CreateProductRequest {
+                    name,
+                    description,
+                    price: Some(pb::Money {
+                        amount: price,
+                        currency,
+                    }),
+                    category_id: category,
+                })
+                .await?
+                .into_inner();
+            println!("{}", p.id);
+        }
+        Cmd::CreateCategory { name } => {
+            let c = catalog()
+                .create_category(pb::CreateCategoryRequest {
+                    name,
+                    description: String::new(),
+                })
+                .await?
+                .into_inner();
+            println!("{}", c.id);
+        }
+        Cmd::ReceiveStock {
+            product_id,
+            quantity,
+        } => {
+            let s = inventory()
+                .receive_stock(pb::ReceiveStockRequest {
+                    product_id,
+                    quantity,
+                })
+                .await?
+                .into_inner();
+            print_stock(&s);
+        }
+        Cmd::Stock { product_id } => {
+            let s = inventory()
+                .get_stock(pb::GetStockRequest { product_id })
+                .await?
+                .into_inner();
+            print_stock(&s);
+        }
+        Cmd::Orders { node } => {
+            let list = orders()
+                .list_orders(pb::ListOrdersRequest {
+                    node_id: node,
+                    page_size: 500,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            for o in list.orders {
+                let total = o
+                    .total
+                    .map(|m| format!("{} {}", m.amount, m.currency))
+                    .unwrap_or_default();
+                println!("{}  {:<12} {:<16} {}", o.id, o.node_id, o.status, total);
+            }
+        }
+        Cmd::SetOrderStatus { order_id, status } => {
+            let r = orders()
+                .update_order_status(pb::UpdateOrderStatusRequest { order_id, status })
+                .await?
+                .into_inner();
+            println!("command {} queued for the owning node", r.command_id);
+        }
+    }
+    Ok(())
+}
+
+fn print_stock(s: &pb::StockLevel) {
+    println!(
+        "product {}: global {}, at the hub {}",
+        s.product_id, s.global_stock, s.hub_rights
+    );
+    for n in &s.nodes {
+        println!(
+            "  {:<20} rights {:>6}  sold {:>6}  received {:>6}",
+            n.node_id, n.rights, n.sold, n.received
+        );
+    }
+}

@@ -8,7 +8,7 @@
 use edgecart_proto::hlc::Timestamp;
 use edgecart_proto::ids::ActorId;
 use edgecart_proto::stock::{BoundedCounter, Entry, EntryKey, StockError};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -41,18 +41,77 @@ pub fn consume(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Resul
     mutate(tx, ctx, product_id, |c| c.sell(ctx.node, qty))
 }
 
-/// The stock figures of one product as seen from this node.
-pub fn level(conn: &Connection, node: &ActorId, product_id: Uuid) -> Result<StockView> {
-    Ok(view(&load(conn, product_id)?, node))
+/// A product's counter as this node knows it: its own cells, the transfers into and out of it,
+/// and the other actors' net stock as last told by the hub (not their cells: O(products) data).
+struct Known {
+    counter: BoundedCounter,
+    others_net: i64,
 }
 
-fn view(counter: &BoundedCounter, node: &ActorId) -> StockView {
+fn view(known: &Known, node: &ActorId) -> StockView {
+    let own_net = known.counter.received(node) as i64 - known.counter.sold(node) as i64;
     StockView {
-        available_here: counter.rights(node).max(0),
+        available_here: known.counter.rights(node).max(0),
         // A cell can arrive before the one it depended on (a sale before the delivery); the
         // transient negative total means "none".
-        global: counter.global().max(0),
+        global: (own_net + known.others_net).max(0),
     }
+}
+
+/// Max-merges a cell received from the hub (a transfer into this node, or on a re-sync this
+/// node's own cell as the hub last saw it) and refreshes the derived stock level.
+pub fn merge_remote(tx: &Tx, node: &ActorId, product_id: Uuid, entry: &Entry) -> Result<()> {
+    save_entry(tx, product_id, entry)?;
+    refresh(tx, node, product_id).map(|_| ())
+}
+
+/// Records the other actors' net stock if `version` is newer than what is stored.
+pub fn set_others(
+    tx: &Tx,
+    node: &ActorId,
+    product_id: Uuid,
+    others_net: i64,
+    version: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO stock_remote (product_id, others_net, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (product_id) DO UPDATE SET others_net = excluded.others_net, version = excluded.version
+         WHERE excluded.version > stock_remote.version",
+    )?
+    .execute(params![product_id.to_string(), others_net, version])?;
+    refresh(tx, node, product_id).map(|_| ())
+}
+
+/// Hands up to `quantity` unused rights back to the hub (`xfer[node→hub]`); returns the amount.
+pub fn hand_back(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, quantity: u64) -> Result<u64> {
+    let known = load(tx, product_id)?;
+    let give = quantity.min(known.counter.rights(ctx.node).max(0) as u64);
+    if give > 0 {
+        mutate(tx, ctx, product_id, |c| {
+            c.transfer(ctx.node, &ActorId::hub(), give)
+        })?;
+    }
+    Ok(give)
+}
+
+fn refresh(tx: &Tx, node: &ActorId, product_id: Uuid) -> Result<StockView> {
+    let level = view(&load(tx, product_id)?, node);
+    write_level(tx, product_id, &level)?;
+    Ok(level)
+}
+
+fn write_level(tx: &Tx, product_id: Uuid, level: &StockView) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO stock_levels (product_id, available_here, global) VALUES (?1, ?2, ?3)
+         ON CONFLICT (product_id) DO UPDATE SET available_here = excluded.available_here,
+             global = excluded.global",
+    )?
+    .execute(params![
+        product_id.to_string(),
+        level.available_here,
+        level.global
+    ])?;
+    Ok(())
 }
 
 fn mutate(
@@ -61,9 +120,9 @@ fn mutate(
     product_id: Uuid,
     op: impl FnOnce(&mut BoundedCounter) -> std::result::Result<Entry, StockError>,
 ) -> Result<StockView> {
-    let mut counter = load(tx, product_id)?;
-    let before = view(&counter, ctx.node);
-    let entry = op(&mut counter).map_err(|e| stock_error(e, product_id))?;
+    let mut known = load(tx, product_id)?;
+    let before = view(&known, ctx.node);
+    let entry = op(&mut known.counter).map_err(|e| stock_error(e, product_id, known.others_net))?;
     save_entry(tx, product_id, &entry)?;
     changelog::append(
         tx,
@@ -72,17 +131,8 @@ fn mutate(
         ctx.version,
         &json!({ "product_id": product_id, "entry": entry }),
     )?;
-    let after = view(&counter, ctx.node);
-    tx.prepare_cached(
-        "INSERT INTO stock_levels (product_id, available_here, global) VALUES (?1, ?2, ?3)
-         ON CONFLICT (product_id) DO UPDATE SET available_here = excluded.available_here,
-             global = excluded.global",
-    )?
-    .execute(params![
-        product_id.to_string(),
-        after.available_here,
-        after.global
-    ])?;
+    let after = view(&known, ctx.node);
+    write_level(tx, product_id, &after)?;
     let threshold = i64::try_from(ctx.low_stock_threshold).unwrap_or(i64::MAX);
     if before.available_here >= threshold && after.available_here < threshold {
         let product_name: String = tx
@@ -100,13 +150,14 @@ fn mutate(
     Ok(after)
 }
 
-fn stock_error(e: StockError, product_id: Uuid) -> Error {
+fn stock_error(e: StockError, product_id: Uuid, others_net: i64) -> Error {
     match e {
         StockError::Insufficient {
             requested,
             rights,
             global,
         } => {
+            let global = global + others_net;
             let mut err = Error::conflict(
                 "insufficient-stock",
                 format!(
@@ -127,7 +178,19 @@ fn stock_error(e: StockError, product_id: Uuid) -> Error {
     }
 }
 
-fn load(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
+fn load(conn: &Connection, product_id: Uuid) -> Result<Known> {
+    let others_net: i64 = conn
+        .prepare_cached("SELECT others_net FROM stock_remote WHERE product_id = ?1")?
+        .query_row([product_id.to_string()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    Ok(Known {
+        counter: load_counter(conn, product_id)?,
+        others_net,
+    })
+}
+
+fn load_counter(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
     let mut stmt = conn.prepare_cached(
         "SELECT kind, actor, target, value FROM stock_entries WHERE product_id = ?1",
     )?;

@@ -270,3 +270,78 @@ fn record_change(tx: &Tx, id: Uuid, version: &Timestamp) -> Result<()> {
         })?;
     changelog::append(tx, "product", &id.to_string(), version, &row)
 }
+
+/// Applies a category replicated from the hub (last writer wins by version). Two stores may
+/// create categories of the same name while apart; names are unique here, so a later arrival
+/// with a taken name is stored with its id appended to the name rather than dropped.
+pub fn apply_remote_category(
+    tx: &Tx,
+    c: &edgecart_proto::sync::CategoryPayload,
+    version: &str,
+) -> Result<()> {
+    let upsert = |name: &str| {
+        tx.prepare_cached(
+            "INSERT INTO categories (id, name, description, created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+                 version = excluded.version
+             WHERE excluded.version > categories.version",
+        )?
+        .execute(params![c.id, name, c.description, c.created_at, version])
+    };
+    match upsert(&c.name) {
+        Ok(_) => Ok(()),
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            // The random tail of the UUIDv7 (its head is a timestamp shared by ids made together).
+            let short: String =
+                c.id.chars()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+            upsert(&format!("{} ({short})", c.name))?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies a product replicated from the hub (last writer wins by version).
+pub fn apply_remote_product(
+    tx: &Tx,
+    p: &edgecart_proto::sync::ProductPayload,
+    version: &str,
+) -> Result<()> {
+    let status = ProductStatus::parse(&p.status);
+    // A product can arrive before its category only if the category was lost upstream; keep
+    // the product (without the category) rather than drop it.
+    let category = match &p.category_id {
+        Some(c) if category_exists(tx, Uuid::parse_str(c).unwrap_or_default())? => Some(c.as_str()),
+        _ => None,
+    };
+    tx.prepare_cached(
+        "INSERT INTO products (id, name, description, price_amount, currency, category_id, status,
+                               created_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+             price_amount = excluded.price_amount, currency = excluded.currency,
+             category_id = excluded.category_id, status = excluded.status,
+             updated_at = excluded.updated_at, version = excluded.version
+         WHERE excluded.version > products.version",
+    )?
+    .execute(params![
+        p.id,
+        p.name,
+        p.description,
+        p.price_amount,
+        p.currency,
+        category,
+        status.as_str(),
+        p.created_at,
+        p.updated_at,
+        version
+    ])?;
+    Ok(())
+}

@@ -7,7 +7,10 @@ use rusqlite_migration::{M, Migrations};
 use super::DbError;
 
 /// Every released migration, oldest first. Never edit one once released; append a new file.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/node/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/node/0001_init.sql"),
+    include_str!("../../../migrations/node/0002_sync.sql"),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DbError> {
     let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
@@ -35,5 +38,17 @@ mod tests {
         assert_eq!(v, latest_version());
         // Applying again is a no-op.
         apply(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn unique_violations_are_recognised() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        let insert = "INSERT INTO categories (id, name, created_at, updated_at, version) VALUES (?1, 'Tea', 0, 0, 'v')";
+        conn.execute(insert, ["a"]).unwrap();
+        let err = conn.execute(insert, ["b"]).unwrap_err();
+        assert!(crate::db::is_unique_violation(&err), "{err:?}");
+        let err = conn.execute(insert, ["a"]).unwrap_err();
+        assert!(crate::db::is_unique_violation(&err), "{err:?}");
     }
 }

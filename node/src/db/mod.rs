@@ -63,13 +63,15 @@ impl From<rusqlite::Error> for DbError {
 impl DbError {
     /// True when the error is a UNIQUE constraint violation (e.g. a duplicate email).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, DbError::Sqlite(e) if matches!(
-            e.as_ref(),
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        ))
+        matches!(self, DbError::Sqlite(e) if is_unique_violation(e))
     }
+}
+
+/// True when a statement failed on a UNIQUE or PRIMARY KEY constraint.
+pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
 /// Handle to the node's database; cheap to clone.
@@ -114,6 +116,11 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         self.readers.run(f).await
+    }
+
+    /// Signalled after every commit.
+    pub fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.writer.committed()
     }
 
     pub fn path(&self) -> &Path {

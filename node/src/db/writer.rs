@@ -4,7 +4,9 @@ use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::DbError;
 
@@ -30,16 +32,24 @@ const QUEUE: usize = 1024;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Signalled after every successful commit (the sync task waits on it for new changes).
+    committed: Arc<Notify>,
 }
 
 impl Writer {
     pub fn start(conn: Connection, max_batch: usize) -> Result<Writer, DbError> {
         let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+        let committed = Arc::new(Notify::new());
+        let signal = committed.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch))
+            .spawn(move || writer_loop(conn, rx, max_batch, &signal))
             .map_err(|e| DbError::Join(e.to_string()))?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, committed })
+    }
+
+    pub fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
     }
 
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
@@ -97,7 +107,12 @@ where
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    committed: &Notify,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -121,8 +136,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
             let _ = conn.execute_batch("ROLLBACK");
             DbError::from(e)
         });
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "commit failed; the whole batch was rolled back");
+        match &commit {
+            Ok(()) => committed.notify_one(),
+            Err(e) => tracing::error!(error = %e, "commit failed; the whole batch was rolled back"),
         }
         for completion in completions {
             completion(commit.clone());

@@ -7,15 +7,22 @@ pub mod health;
 pub mod money;
 pub mod page;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -84,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
     }))
     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, CountingRequestId))
     .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
     .with_state(state)
 }
@@ -113,22 +120,82 @@ async fn problem_for_plain_errors(response: Response) -> Response {
     response
 }
 
+/// Request ids: a random per-process prefix and a counter, 32 hex digits.
+///
+/// Why not `MakeRequestUuid`: a v4 UUID per request draws 16 bytes from the OS RNG every time.
+/// Unique ids need no randomness per request: 64 random bits drawn once per process (from a v7
+/// UUID's random part) tell processes apart, the counter tells requests apart.
+#[derive(Clone, Copy)]
+struct CountingRequestId;
+
+impl MakeRequestId for CountingRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| uuid::Uuid::now_v7().as_u64_pair().1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = (u128::from(prefix) << 64) | u128::from(n);
+        let mut hex = [0u8; 32];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&hex).ok().map(RequestId::new)
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // `MatchedPath` is an `Arc<str>`: cloning it allocates nothing.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let response = next.run(req).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("edgecart_http_requests_total", &labels).increment(1);
-    metrics::histogram!("edgecart_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    with_http_metrics(route, &method, response.status(), |requests, duration| {
+        requests.increment(1);
+        duration.record(start.elapsed().as_secs_f64());
+    });
     response
+}
+
+/// The request counter and duration histogram for one label set, registered once per thread.
+///
+/// Why a cache: `counter!(name, &labels)` builds a key from freshly allocated label `String`s and
+/// looks it up in the recorder's registry on every call; a cached handle is a pointer to the
+/// metric's atomics. Thread-local, so lookups take no lock; the handles of two threads point to the
+/// same metric. The label sets are bounded by routes × methods × statuses, as in the registry.
+fn with_http_metrics(
+    route: &str,
+    method: &Method,
+    status: StatusCode,
+    f: impl FnOnce(&Counter, &Histogram),
+) {
+    type Handles = Vec<(Method, StatusCode, Counter, Histogram)>;
+    thread_local! {
+        static CACHE: RefCell<HashMap<Box<str>, Handles>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with_borrow_mut(|cache| {
+        if !cache.contains_key(route) {
+            cache.insert(route.into(), Vec::new());
+        }
+        let handles = cache.get_mut(route).expect("inserted above");
+        let found = handles
+            .iter()
+            .position(|(m, s, _, _)| m == method && *s == status);
+        let i = found.unwrap_or_else(|| {
+            let labels = [
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("status", status.as_u16().to_string()),
+            ];
+            handles.push((
+                method.clone(),
+                status,
+                metrics::counter!("edgecart_http_requests_total", &labels),
+                metrics::histogram!("edgecart_http_request_duration_seconds", &labels),
+            ));
+            handles.len() - 1
+        });
+        let (_, _, requests, duration) = &handles[i];
+        f(requests, duration);
+    });
 }

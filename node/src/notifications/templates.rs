@@ -18,7 +18,8 @@ pub fn recipient(event: &Event) -> Option<Uuid> {
         | Event::PaymentFailed { user_id, .. }
         | Event::OrderCancelled { user_id, .. }
         | Event::OrderShipped { user_id, .. }
-        | Event::OrderDelivered { user_id, .. } => Some(*user_id),
+        | Event::OrderDelivered { user_id, .. }
+        | Event::AccountConflicted { user_id } => Some(*user_id),
         Event::LowStock { .. } => None,
     }
 }
@@ -58,6 +59,12 @@ pub fn render(event: &Event) -> Option<Message> {
         Event::OrderDelivered { order_id, .. } => (
             "Order delivered".to_string(),
             format!("Order {order_id} was delivered. Enjoy!"),
+        ),
+        Event::AccountConflicted { .. } => (
+            "Your account needs attention".to_string(),
+            "Another store already has an account with your email address, so this one was put \
+             on hold and cannot sign in. Please sign in with that account or contact the shop."
+                .to_string(),
         ),
         Event::LowStock {
             product_id,

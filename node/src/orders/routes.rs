@@ -16,6 +16,9 @@ use crate::idempotency::{self, Stored};
 use crate::state::AppState;
 use crate::users::AuthUser;
 
+/// How long an order waits for the hub to grant more stock rights.
+const TOP_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(400);
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
@@ -41,21 +44,61 @@ async fn create_order(
 ) -> Result<Stored> {
     let lines = parse_lines(&req.items)?;
     let canonical = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
-    let st = state.clone();
-    let stored = state
-        .db
-        .write(move |tx| {
-            idempotency::once(
-                tx,
-                auth.id,
-                "orders",
-                key.as_deref(),
-                &canonical,
-                StatusCode::CREATED,
-                || service::capture(tx, &st, auth.id, &lines),
-            )
-        })
-        .await?;
+    // Short of rights for a line while the hub is reachable: ask it for a top-up, wait a bounded
+    // time, and try again (at most once per line).
+    let mut attempts = 0;
+    let stored = loop {
+        let (st, job_lines, canonical, key) =
+            (state.clone(), lines.clone(), canonical.clone(), key.clone());
+        let outcome = state
+            .db
+            .write(move |tx| {
+                idempotency::once(
+                    tx,
+                    auth.id,
+                    "orders",
+                    key.as_deref(),
+                    &canonical,
+                    StatusCode::CREATED,
+                    || service::capture(tx, &st, auth.id, &job_lines),
+                )
+            })
+            .await;
+        let shortfall = match &outcome {
+            Err(Error::Conflict {
+                kind: "insufficient-stock",
+                extra,
+                ..
+            }) if attempts < lines.len() && state.sync.is_connected() => {
+                let figure = |k: &str| extra.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
+                let product = extra
+                    .get("product_id")
+                    .and_then(|v| v.as_str())
+                    .and_then(|p| uuid::Uuid::parse_str(p).ok());
+                product.map(|p| {
+                    (
+                        p,
+                        (figure("requested") - figure("available_here")).max(1) as u64,
+                    )
+                })
+            }
+            _ => None,
+        };
+        let Some((product, missing)) = shortfall else {
+            break outcome;
+        };
+        attempts += 1;
+        if state
+            .sync
+            .top_up(product, missing, TOP_UP_WAIT)
+            .await
+            .unwrap_or(0)
+            <= 0
+        {
+            // Nothing more to be had now: answer with this store's figures.
+            break outcome;
+        }
+    }?;
     metrics::counter!("edgecart_orders_total", "outcome" => if stored.replayed { "replayed" } else { "created" })
         .increment(1);
     Ok(stored)

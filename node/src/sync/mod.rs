@@ -1,5 +1,11 @@
-//! Replication with the hub. In standalone mode only the change log (the outbox) exists: every
-//! replicated write appends to it in its own transaction, ready to ship once a hub is configured.
+//! Replication with the hub: the change log (the outbox: every replicated write appends to it
+//! in its own transaction), the stream client that ships it and applies the hub's changes, and
+//! `/v1/sync/status`.
 
+pub mod apply;
 pub mod changelog;
+pub mod client;
+pub mod handle;
 pub mod routes;
+
+pub use handle::SyncHandle;

@@ -191,7 +191,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .db
             .read(move |c| store::get(c, id))
             .await?
-            .filter(|u| !u.deleted)
+            .filter(|u| !u.deleted && !u.conflicted)
             .ok_or(Error::Unauthorized("account does not exist"))?;
         Ok(AuthUser {
             id: user.id,

@@ -149,6 +149,8 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub deleted: bool,
+    /// Another store's account already owns this email (decided by the hub): cannot log in.
+    pub conflicted: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -174,7 +176,13 @@ impl From<User> for UserView {
             email: u.email,
             name: u.name,
             role: u.role,
-            status: if u.deleted { "deleted" } else { "active" },
+            status: if u.deleted {
+                "deleted"
+            } else if u.conflicted {
+                "conflicted"
+            } else {
+                "active"
+            },
             created_at: crate::time::rfc3339(u.created_at),
             updated_at: crate::time::rfc3339(u.updated_at),
         }

@@ -75,7 +75,8 @@ async fn register(
     let email = Email::parse("email", &req.email)?;
     let name = Name::parse("name", &req.name)?;
     let password = NewPassword::parse("password", &req.password)?;
-    let view = create_account(&state, email, name, &password, Role::Customer).await?;
+    let id = edgecart_proto::ids::new_id();
+    let view = create_account(&state, id, email, name, &password, Role::Customer).await?;
     let token = state.jwt.issue(view.id, view.role)?;
     Ok((
         StatusCode::CREATED,
@@ -86,6 +87,7 @@ async fn register(
 /// Creates an account (used by registration and by the bootstrap admin).
 pub async fn create_account(
     state: &AppState,
+    id: uuid::Uuid,
     email: Email,
     name: Name,
     password: &NewPassword,
@@ -110,7 +112,7 @@ pub async fn create_account(
         .db
         .write(move |tx| {
             let new = NewUser {
-                id: edgecart_proto::ids::new_id(),
+                id,
                 email: &email,
                 name: &name,
                 password_hash: &hash,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::http::page::PageRequest;
 use crate::sync::changelog;
 
-const COLUMNS: &str = "id, email, name, role, status, created_at, updated_at";
+const COLUMNS: &str = "id, email, name, role, status, created_at, updated_at, conflicted";
 
 fn row_to_user(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -24,6 +24,7 @@ fn row_to_user(r: &Row<'_>) -> rusqlite::Result<User> {
         deleted: status == "deleted",
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        conflicted: r.get::<_, i64>(7)? != 0,
     })
 }
 
@@ -73,9 +74,9 @@ pub fn credentials(conn: &Connection, email: &Email) -> Result<Option<(User, Str
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, password_hash FROM users
-             WHERE email = ?1 AND status = 'active' AND password_hash IS NOT NULL"
+             WHERE email = ?1 AND status = 'active' AND conflicted = 0 AND password_hash IS NOT NULL"
         ))?
-        .query_row([email.as_str()], |r| Ok((row_to_user(r)?, r.get(7)?)))
+        .query_row([email.as_str()], |r| Ok((row_to_user(r)?, r.get(8)?)))
         .optional()?)
 }
 
@@ -201,7 +202,79 @@ fn record_change(tx: &Tx, id: Uuid, version: &Timestamp) -> Result<()> {
                 "status": r.get::<_, String>(5)?,
                 "created_at": r.get::<_, i64>(6)?,
                 "updated_at": r.get::<_, i64>(7)?,
+                "conflicted": false,
             }))
         })?;
     changelog::append(tx, "user", &id.to_string(), version, &row)
+}
+
+/// Applies an account replicated from the hub (last writer wins by version). Returns the ids of
+/// local accounts that this change marked conflicted (to tell their owners).
+pub fn apply_remote(
+    tx: &Tx,
+    u: &edgecart_proto::sync::UserPayload,
+    version: &str,
+) -> Result<Vec<Uuid>> {
+    let id = Uuid::parse_str(&u.id).map_err(|_| Error::invalid("user.id", "not a UUID"))?;
+    let role = Role::parse(&u.role).unwrap_or(Role::Customer);
+    let status = if u.status == "deleted" {
+        "deleted"
+    } else {
+        "active"
+    };
+    let mut newly_conflicted = Vec::new();
+    let was_conflicted: Option<bool> = tx
+        .prepare_cached("SELECT conflicted FROM users WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok(r.get::<_, i64>(0)? != 0))
+        .optional()?;
+    if u.conflicted {
+        if was_conflicted == Some(false) {
+            newly_conflicted.push(id);
+        }
+    } else if let Some(email) = &u.email {
+        // The hub let this account keep the email; a different local account holding it lost.
+        let losers: Vec<String> = tx
+            .prepare_cached("SELECT id FROM users WHERE email = ?1 AND id != ?2")?
+            .query_map(params![email, id.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for loser in losers {
+            tx.prepare_cached(
+                "UPDATE users SET conflicted = 1, conflicted_email = email, email = NULL WHERE id = ?1",
+            )?
+            .execute([&loser])?;
+            if let Ok(l) = Uuid::parse_str(&loser) {
+                newly_conflicted.push(l);
+            }
+        }
+    }
+    let (email, conflicted_email) = if u.conflicted {
+        (None, u.email.as_deref())
+    } else {
+        (u.email.as_deref(), None)
+    };
+    tx.prepare_cached(
+        "INSERT INTO users (id, email, name, password_hash, role, status, created_at, updated_at, version,
+                            conflicted, conflicted_email)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name,
+             password_hash = excluded.password_hash, role = excluded.role, status = excluded.status,
+             updated_at = excluded.updated_at, version = excluded.version,
+             conflicted = max(users.conflicted, excluded.conflicted),
+             conflicted_email = coalesce(excluded.conflicted_email, users.conflicted_email)
+         WHERE excluded.version > users.version",
+    )?
+    .execute(params![
+        id.to_string(),
+        email,
+        u.name,
+        u.password_hash,
+        role.as_str(),
+        status,
+        u.created_at,
+        u.updated_at,
+        version,
+        u.conflicted as i64,
+        conflicted_email,
+    ])?;
+    Ok(newly_conflicted)
 }

@@ -1,0 +1,4 @@
+//! Helpers of the storefront bench: the node process and the load generator.
+
+pub mod loadgen;
+pub mod node;

@@ -1,0 +1,155 @@
+//! Applying the hub's changes at this node, one batch per transaction. Every entry is applied
+//! idempotently (LWW by version, max-merge for stock cells, commands once by id), so a batch
+//! delivered twice changes nothing twice. Entries this node owns (its orders) are never taken
+//! from the hub.
+
+use edgecart_proto::ids::ActorId;
+use edgecart_proto::pb;
+use edgecart_proto::stock::EntryKey;
+use edgecart_proto::sync::{
+    CategoryPayload, Command, ProductPayload, StockOthersPayload, StockPayload, UserPayload, entity,
+};
+use rusqlite::params;
+use uuid::Uuid;
+
+use crate::catalog::inventory::{self, StockCtx};
+use crate::catalog::store as catalog;
+use crate::db::Tx;
+use crate::error::{Error, Result};
+use crate::events::{self, Event};
+use crate::orders::{model::OrderStatus, service as orders};
+use crate::state::Inner;
+use crate::users::store as users;
+
+/// Applies a batch; returns the highest hub sequence in it (to acknowledge after commit).
+pub fn apply_batch(tx: &Tx, st: &Inner, batch: &[pb::Change]) -> Result<i64> {
+    let mut cursor = 0;
+    for change in batch {
+        cursor = cursor.max(change.seq);
+        if let Err(e) = apply_one(tx, st, change) {
+            tracing::warn!(seq = change.seq, entity = %change.entity, error = %e, "skipped a hub change");
+        }
+    }
+    crate::sync::changelog::set_hub_cursor(tx, cursor)?;
+    Ok(cursor)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::invalid("payload_json", e.to_string()))
+}
+
+fn product_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::invalid("product_id", "not a UUID"))
+}
+
+fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
+    if let Ok(ts) = change.version.parse() {
+        st.clock.observe(&ts);
+    } else {
+        return Err(Error::invalid("version", "not an HLC timestamp"));
+    }
+    let version = change.version.as_str();
+    let json = change.payload_json.as_str();
+    match change.entity.as_str() {
+        entity::USER => {
+            let u: UserPayload = parse(json)?;
+            for user_id in users::apply_remote(tx, &u, version)? {
+                events::publish(tx, &Event::AccountConflicted { user_id })?;
+            }
+        }
+        entity::CATEGORY => {
+            catalog::apply_remote_category(tx, &parse::<CategoryPayload>(json)?, version)?
+        }
+        entity::PRODUCT => {
+            catalog::apply_remote_product(tx, &parse::<ProductPayload>(json)?, version)?
+        }
+        entity::STOCK => {
+            let s: StockPayload = parse(json)?;
+            let concerns_us = match &s.entry.key {
+                EntryKey::Inc(a) | EntryKey::Dec(a) => *a == st.node_id,
+                EntryKey::Xfer { from, to } => *from == st.node_id || *to == st.node_id,
+            };
+            if !concerns_us {
+                return Err(Error::invalid("entry", "a cell of another actor"));
+            }
+            let pid = product_id(&s.product_id)?;
+            if catalog::sellable(tx, pid)?.is_none() {
+                return Err(Error::invalid("product_id", "unknown product"));
+            }
+            inventory::merge_remote(tx, &st.node_id, pid, &s.entry)?;
+        }
+        entity::STOCK_OTHERS => {
+            let o: StockOthersPayload = parse(json)?;
+            let pid = product_id(&o.product_id)?;
+            if catalog::sellable(tx, pid)?.is_none() {
+                return Err(Error::invalid("product_id", "unknown product"));
+            }
+            inventory::set_others(tx, &st.node_id, pid, o.others_net, version)?;
+        }
+        entity::COMMAND => apply_command(tx, st, &parse::<Command>(json)?)?,
+        // Orders and payments are owned here; the hub only holds read copies of them.
+        entity::ORDER | entity::PAYMENT => {}
+        other => return Err(Error::invalid("entity", format!("unknown entity {other}"))),
+    }
+    Ok(())
+}
+
+/// Applies a hub command once: its id is recorded in the same transaction.
+fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
+    let fresh = tx
+        .prepare_cached("INSERT INTO sync_commands (id, applied_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING")?
+        .execute(params![command.id(), crate::time::now_ms()])?;
+    if fresh == 0 {
+        return Ok(());
+    }
+    match command {
+        Command::OrderStatus {
+            order_id, status, ..
+        } => {
+            let id =
+                Uuid::parse_str(order_id).map_err(|_| Error::invalid("order_id", "not a UUID"))?;
+            let status =
+                OrderStatus::parse(status).ok_or_else(|| Error::invalid("status", "unknown"))?;
+            // An order the hub's copy thought could move but this (owning) node refuses stays
+            // as it is; the node's next report corrects the hub's copy.
+            let outcome = if status == OrderStatus::Cancelled {
+                tx.execute_batch("SAVEPOINT command")?;
+                let r = orders::cancel(
+                    tx,
+                    st,
+                    id,
+                    &ActorId::hub().to_string(),
+                    Some("cancelled by the hub"),
+                );
+                tx.execute_batch(if r.is_ok() {
+                    "RELEASE command"
+                } else {
+                    "ROLLBACK TO command; RELEASE command"
+                })?;
+                r
+            } else {
+                orders::transition(tx, st, id, status, &ActorId::hub().to_string(), None)
+                    .map(|_| ())
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(order_id = %id, error = %e, "hub command refused");
+            }
+        }
+        Command::HandBack {
+            product_id: p,
+            quantity,
+            ..
+        } => {
+            let pid = product_id(p)?;
+            let version = st.clock.now();
+            let ctx = StockCtx {
+                node: &st.node_id,
+                version: &version,
+                low_stock_threshold: st.low_stock_threshold,
+            };
+            let given = inventory::hand_back(tx, &ctx, pid, *quantity)?;
+            tracing::info!(product_id = %pid, asked = quantity, given, "handed rights back to the hub");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The node's end of the sync stream: connect, say Hello, send the change log from the hub's
+//! cursor, apply what the hub sends, acknowledge after commit; on any failure reconnect with
+//! exponential back-off and jitter, resuming from the acknowledged cursors.
+
+use std::time::Duration;
+
+use edgecart_proto::pb::sync_client::SyncClient;
+use edgecart_proto::pb::{self, hub_message, node_message};
+use edgecart_proto::sync::{MAX_BATCH, PROTOCOL_VERSION, RELEASE};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+use super::{apply, changelog};
+use crate::error::Error;
+use crate::state::AppState;
+
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Messages buffered towards the hub: a slow hub slows this node's sending, memory stays flat.
+const OUTBOUND: usize = 16;
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(state: AppState, hub_url: String, token: String, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            r = session(&state, &hub_url, &token) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        state.sync.set_connected(None);
+        match outcome {
+            Ok(()) => tracing::info!("hub closed the sync stream"),
+            Err(e) => tracing::warn!(error = %e, "sync stream failed"),
+        }
+        // A session that lasted a while was healthy: start the back-off afresh.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        let jitter = rand::rng().random_range(0.5..1.5);
+        let pause = backoff.mul_f64(jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    state.sync.set_connected(None);
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+    #[error("{0}")]
+    Local(#[from] Error),
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+fn node_msg(m: node_message::Msg) -> pb::NodeMessage {
+    pb::NodeMessage { msg: Some(m) }
+}
+
+async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncError> {
+    let channel = Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(4 << 20))
+        .connect()
+        .await?;
+    let (hub_cursor, last_seq) = state.db.read(changelog::cursors).await?;
+    let (out, rx) = mpsc::channel(OUTBOUND);
+    out.send(node_msg(node_message::Msg::Hello(pb::Hello {
+        node_id: state.node_id.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        release: RELEASE.to_string(),
+        hub_cursor,
+        last_seq,
+    })))
+    .await
+    .map_err(|_| SyncError::Protocol("outbound closed"))?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| SyncError::Protocol("the hub token is not valid header text"))?;
+    request.metadata_mut().insert("authorization", bearer);
+    let mut inbound = SyncClient::new(channel)
+        .max_decoding_message_size(16 << 20)
+        .stream(request)
+        .await
+        .inspect_err(|s| {
+            if s.code() == tonic::Code::FailedPrecondition {
+                tracing::error!(message = %s.message(), "the hub refused this node's protocol version");
+            }
+        })?
+        .into_inner();
+    let welcome = match inbound.message().await? {
+        Some(pb::HubMessage {
+            msg: Some(hub_message::Msg::Welcome(w)),
+        }) => w,
+        _ => {
+            return Err(SyncError::Protocol(
+                "the hub did not answer Hello with Welcome",
+            ));
+        }
+    };
+    if welcome.resync {
+        tracing::warn!(
+            hub_acknowledged = welcome.node_cursor,
+            last_seq,
+            "the hub has more of this node's changes than this database: re-syncing"
+        );
+        let acked = welcome.node_cursor;
+        state
+            .db
+            .write(move |tx| changelog::renumber_after(tx, acked))
+            .await?;
+    } else {
+        let acked = welcome.node_cursor;
+        state
+            .db
+            .write(move |tx| changelog::acknowledged(tx, acked))
+            .await?;
+    }
+    tracing::info!(hub_release = %welcome.release, node_cursor = welcome.node_cursor, "connected to the hub");
+    state.sync.set_connected(Some(out.clone()));
+    let sender = tokio::spawn(send_changes(
+        state.clone(),
+        welcome.node_cursor,
+        out.clone(),
+    ));
+    let outcome = receive(state, &mut inbound, &out).await;
+    sender.abort();
+    outcome
+}
+
+async fn receive(
+    state: &AppState,
+    inbound: &mut tonic::Streaming<pb::HubMessage>,
+    out: &mpsc::Sender<pb::NodeMessage>,
+) -> Result<(), SyncError> {
+    while let Some(message) = inbound.message().await? {
+        let Some(m) = message.msg else { continue };
+        match m {
+            hub_message::Msg::Changes(batch) => {
+                let st = state.clone();
+                let cursor = state
+                    .db
+                    .write(move |tx| apply::apply_batch(tx, &st, &batch.changes))
+                    .await?;
+                // Acknowledged only after the transaction committed.
+                if cursor > 0
+                    && out
+                        .send(node_msg(node_message::Msg::Ack(pb::Ack { seq: cursor })))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+            hub_message::Msg::Ack(ack) => {
+                state
+                    .db
+                    .write(move |tx| changelog::acknowledged(tx, ack.seq))
+                    .await?;
+            }
+            hub_message::Msg::TopUp(reply) => {
+                if let Some(transfer) = reply.transfer {
+                    let st = state.clone();
+                    state
+                        .db
+                        .write(move |tx| {
+                            apply::apply_batch(tx, &st, std::slice::from_ref(&transfer)).map(|_| ())
+                        })
+                        .await?;
+                }
+                state.sync.top_up_done(&reply.request_id, reply.granted);
+            }
+            hub_message::Msg::Heartbeat(_) => {}
+            hub_message::Msg::Welcome(_) => return Err(SyncError::Protocol("a second Welcome")),
+        }
+    }
+    Ok(())
+}
+
+/// Streams this node's change log from `cursor` (what the hub has), waking after every commit,
+/// with a heartbeat when idle.
+async fn send_changes(state: AppState, mut cursor: i64, out: mpsc::Sender<pb::NodeMessage>) {
+    let committed = state.db.committed();
+    loop {
+        let batch = match state
+            .db
+            .read(move |c| changelog::after(c, cursor, MAX_BATCH))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the change log");
+                return;
+            }
+        };
+        if let Some(last) = batch.last() {
+            cursor = last.seq;
+            let message = node_msg(node_message::Msg::Changes(pb::ChangeBatch {
+                changes: batch,
+            }));
+            if out.send(message).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = committed.notified() => {}
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                let hb = pb::Heartbeat { unix_ms: crate::time::now_ms(), last_seq: cursor };
+                if out.send(node_msg(node_message::Msg::Heartbeat(hb))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

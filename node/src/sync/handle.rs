@@ -1,0 +1,81 @@
+//! What the rest of the node sees of the sync client: connection state and top-up requests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use edgecart_proto::pb::{self, node_message};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct SyncHandle {
+    connected: AtomicBool,
+    // std Mutexes: held only to swap a sender or insert/remove a waiter, never across an await.
+    outbound: Mutex<Option<mpsc::Sender<pb::NodeMessage>>>,
+    top_ups: Mutex<HashMap<String, oneshot::Sender<i64>>>,
+}
+
+impl SyncHandle {
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_connected(&self, outbound: Option<mpsc::Sender<pb::NodeMessage>>) {
+        self.connected.store(outbound.is_some(), Ordering::Relaxed);
+        *self.outbound.lock().unwrap_or_else(|p| p.into_inner()) = outbound;
+        if !self.is_connected() {
+            // Waiters fail fast instead of waiting out their timeout.
+            self.top_ups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+    }
+
+    /// Asks the hub for `quantity` more selling rights and waits at most `wait`. Returns the
+    /// granted units (already applied locally), or `None` when offline or on timeout.
+    pub async fn top_up(&self, product_id: Uuid, quantity: u64, wait: Duration) -> Option<i64> {
+        let sender = self
+            .outbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let request_id = edgecart_proto::ids::new_id().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.top_ups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id.clone(), tx);
+        let message = pb::NodeMessage {
+            msg: Some(node_message::Msg::TopUp(pb::TopUpRequest {
+                request_id: request_id.clone(),
+                product_id: product_id.to_string(),
+                quantity: i64::try_from(quantity).unwrap_or(i64::MAX),
+            })),
+        };
+        let outcome = async {
+            sender.send(message).await.ok()?;
+            rx.await.ok()
+        };
+        let granted = tokio::time::timeout(wait, outcome).await.ok().flatten();
+        self.top_ups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request_id);
+        granted
+    }
+
+    /// Completes a waiting top-up (called once the granted rights are committed locally).
+    pub(super) fn top_up_done(&self, request_id: &str, granted: i64) {
+        if let Some(waiter) = self
+            .top_ups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(request_id)
+        {
+            let _ = waiter.send(granted);
+        }
+    }
+}

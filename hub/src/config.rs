@@ -32,9 +32,32 @@ pub struct Config {
     #[arg(long, env = "EDGECART_DEMO")]
     pub demo: bool,
 
+    /// Payment provider: `sim` (built-in, deterministic test tokens) or `http`.
+    #[arg(
+        long,
+        env = "EDGECART_PAYMENT_PROVIDER",
+        value_enum,
+        default_value = "sim"
+    )]
+    pub payment_provider: ProviderKind,
+
+    /// Base URL of the HTTP payment provider.
+    #[arg(long, env = "EDGECART_PROVIDER_URL")]
+    pub provider_url: Option<String>,
+
+    /// API key for the HTTP payment provider.
+    #[arg(long, env = "EDGECART_PROVIDER_KEY", hide_env_values = true)]
+    pub provider_key: Option<String>,
+
     /// Log as JSON lines.
     #[arg(long, env = "EDGECART_LOG_JSON")]
     pub log_json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    Sim,
+    Http,
 }
 
 impl Config {
@@ -50,6 +73,8 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("grpc_addr", &self.grpc_addr)
             .field("demo", &self.demo)
+            .field("payment_provider", &self.payment_provider)
+            .field("provider_url", &self.provider_url)
             .finish_non_exhaustive()
     }
 }

@@ -14,7 +14,10 @@ use tokio::sync::watch;
 
 use crate::error::{HubError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/hub/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/hub/0001_init.sql"),
+    include_str!("../../migrations/hub/0002_payments.sql"),
+];
 
 #[derive(Clone)]
 pub struct Db {

@@ -12,6 +12,7 @@
 //! - [`allocation`]: the allocation policy (pure arithmetic, unit-tested).
 //! - [`sync`]: the `Sync` bidirectional stream service.
 //! - [`admin`]: the admin services (catalog, inventory, nodes, orders).
+//! - [`payments`]: the payment ledger, providers, the charging worker, `PaymentAdmin`.
 //! - [`auth`]: bearer-token checks. [`error`]: `HubError` → `tonic::Status`, once.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod payments;
 pub mod replication;
 pub mod state;
 pub mod store;
@@ -96,6 +98,26 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let admin = || admin::Admin { hub: hub.clone() };
+    let provider: std::sync::Arc<dyn payments::Provider> = match config.payment_provider {
+        config::ProviderKind::Sim => std::sync::Arc::new(payments::SimulatedProvider::default()),
+        config::ProviderKind::Http => {
+            let url = config
+                .provider_url
+                .as_deref()
+                .context("--payment-provider http needs --provider-url")?;
+            let key = config
+                .provider_key
+                .as_deref()
+                .context("--payment-provider http needs --provider-key")?;
+            std::sync::Arc::new(payments::HttpProvider::new(url, key)?)
+        }
+    };
+    let stop_worker = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(payments::worker::run(
+        hub.clone(),
+        provider,
+        stop_worker.clone(),
+    ));
     tracing::info!(%addr, "listening on grpc://{addr}");
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
@@ -123,8 +145,16 @@ pub async fn run(
             &hub,
             pb::order_admin_server::OrderAdminServer::new(admin()),
         ))
+        .add_service(admin_only(
+            &hub,
+            pb::payment_admin_server::PaymentAdminServer::new(payments::admin::PaymentAdmin {
+                hub: hub.clone(),
+            }),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
+    stop_worker.cancel();
+    let _ = worker.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -131,7 +131,9 @@ fn apply_one(
             orders::apply(conn, &o, version)?;
         }
         entity::PAYMENT => {
-            orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?
+            orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?;
+            let p: edgecart_proto::sync::PaymentPayload = serde_json::from_str(json)?;
+            crate::payments::ledger::record(conn, node.as_str(), &p)?;
         }
         other => {
             return Err(HubError::invalid(

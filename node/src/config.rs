@@ -54,6 +54,15 @@ pub struct Config {
     #[arg(long, env = "EDGECART_LOW_STOCK_THRESHOLD", default_value_t = 5)]
     pub low_stock_threshold: u64,
 
+    /// While the hub is unreachable, card payments up to this amount (minor units) are accepted
+    /// as `authorized_offline` and charged when the link is back.
+    #[arg(long, env = "EDGECART_OFFLINE_CARD_LIMIT", default_value_t = 10_000)]
+    pub offline_card_limit: i64,
+
+    /// Most card money (minor units) this node holds accepted offline and not yet charged.
+    #[arg(long, env = "EDGECART_OFFLINE_CARD_TOTAL", default_value_t = 50_000)]
+    pub offline_card_total: i64,
+
     /// The store's currency (ISO 4217); every price and order is in it.
     #[arg(long, env = "EDGECART_CURRENCY", default_value = "USD")]
     pub currency: String,
@@ -83,6 +92,37 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "EDGECART_LOG_JSON")]
     pub log_json: bool,
+
+    /// Deliver `email` notifications by POSTing them to this http:// URL. Without it no email
+    /// notifications are queued.
+    #[arg(long, env = "EDGECART_EMAIL_WEBHOOK", value_name = "URL")]
+    pub email_webhook: Option<String>,
+
+    /// Deliver `push` notifications by POSTing them to this http:// URL. Without it no push
+    /// notifications are queued.
+    #[arg(long, env = "EDGECART_PUSH_WEBHOOK", value_name = "URL")]
+    pub push_webhook: Option<String>,
+
+    /// Webhook attempts per notification before it is dead-lettered.
+    #[arg(long, env = "EDGECART_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+
+    /// Back-off before the first webhook retry, in ms; it doubles on each failure (with jitter).
+    #[arg(long, env = "EDGECART_WEBHOOK_BACKOFF_MS", default_value_t = 500)]
+    pub webhook_backoff_ms: u64,
+
+    /// Longest back-off between webhook retries, in ms.
+    #[arg(
+        long,
+        env = "EDGECART_WEBHOOK_BACKOFF_MAX_MS",
+        default_value_t = 300_000
+    )]
+    pub webhook_backoff_max_ms: u64,
+
+    /// Timeout of one webhook request (connect + response), in ms.
+    #[arg(long, env = "EDGECART_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
 }
 
 impl Config {

@@ -89,6 +89,8 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         passwords: PasswordHasher::new(2)?,
         currency,
         low_stock_threshold: config.low_stock_threshold,
+        offline_card_limit: config.offline_card_limit,
+        offline_card_total: config.offline_card_total,
         hub_configured: config.hub_url.is_some(),
         sync: Default::default(),
         metrics: http::health::metrics_handle(),
@@ -109,6 +111,10 @@ pub async fn run(
     if config.demo && config.hub_url.is_none() {
         demo::print_banner(addr);
     }
+    // Before the sync task: on a bad webhook setting, nothing has been spawned yet.
+    let stop_webhooks = tokio_util::sync::CancellationToken::new();
+    let webhook_task =
+        notifications::webhook::start(&state, &config, stop_webhooks.clone()).await?;
     let stop_sync = tokio_util::sync::CancellationToken::new();
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
@@ -125,6 +131,10 @@ pub async fn run(
         .await?;
     stop_sync.cancel();
     if let Some(task) = sync_task {
+        let _ = task.await;
+    }
+    stop_webhooks.cancel();
+    if let Some(task) = webhook_task {
         let _ = task.await;
     }
     tracing::info!("stopped");

@@ -20,6 +20,8 @@ pub struct Inner {
     pub passwords: PasswordHasher,
     pub currency: Currency,
     pub low_stock_threshold: u64,
+    pub offline_card_limit: i64,
+    pub offline_card_total: i64,
     pub hub_configured: bool,
     pub sync: Arc<crate::sync::SyncHandle>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,

@@ -36,6 +36,10 @@ pub mod entity {
     pub const PAYMENT: &str = "payment";
     /// Hub → node: something only the node may do (it owns the record), e.g. ship an order.
     pub const COMMAND: &str = "command";
+    /// Hub → node: the provider's answer to a card payment (owned by the hub).
+    pub const PAYMENT_OUTCOME: &str = "payment_outcome";
+    /// Hub → node: the outcome of a refund (owned by the hub).
+    pub const REFUND_OUTCOME: &str = "refund_outcome";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +113,57 @@ pub struct OrderPayload {
     pub items: Vec<OrderItemPayload>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A payment as the node records it (node → hub).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentPayload {
+    pub id: String,
+    pub order_id: String,
+    pub user_id: String,
+    /// `card` or `cash`.
+    pub method: String,
+    /// pending | authorized_offline | captured | failed | voided | partially_refunded | refunded
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub card_token: Option<String>,
+    #[serde(default)]
+    pub refunds: Vec<RefundPayload>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPayload {
+    pub id: String,
+    pub amount: Money,
+    /// pending | succeeded | failed
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The provider's answer to a card charge, decided at the hub (hub → owning node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOutcomePayload {
+    pub payment_id: String,
+    pub order_id: String,
+    /// `captured` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub charge_id: Option<String>,
+}
+
+/// A refund's outcome, decided at the hub (hub → owning node). Refunds started at the hub reach
+/// the node this way too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundOutcomePayload {
+    pub refund_id: String,
+    pub payment_id: String,
+    pub amount: i64,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
 }
 
 /// Hub → node commands on records the node owns. Each has an id; the node applies it once.

@@ -124,6 +124,7 @@ pub struct TestHub {
     pub proc: Proc,
     pub dir: PathBuf,
     port: u16,
+    extra: Vec<String>,
 }
 
 impl TestHub {
@@ -133,7 +134,12 @@ impl TestHub {
 
     /// Starts on a given port (0 = any); a restart reuses the old port so nodes find it again.
     pub fn start_on(dir: &Path, port: u16) -> TestHub {
-        let args: Vec<String> = [
+        Self::start_with(dir, port, &[])
+    }
+
+    /// Starts with extra command-line arguments (kept across restarts).
+    pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> TestHub {
+        let mut args: Vec<String> = [
             "--data-dir",
             dir.to_str().expect("utf-8 path"),
             "--grpc-addr",
@@ -146,12 +152,15 @@ impl TestHub {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().cloned());
         let proc = Proc::spawn("edgecart-hub", &args, "listening on grpc://");
         let port = proc.addr.port();
         TestHub {
             proc,
             dir: dir.to_path_buf(),
             port,
+            extra,
         }
     }
 
@@ -165,7 +174,8 @@ impl TestHub {
 
     pub fn restart(&mut self) {
         self.proc.kill9();
-        *self = TestHub::start_on(&self.dir.clone(), self.port);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        *self = TestHub::start_with(&self.dir.clone(), self.port, &extra);
     }
 
     pub async fn channel(&self) -> tonic::transport::Channel {
@@ -198,6 +208,7 @@ pub struct TestNode {
     pub dir: PathBuf,
     hub_url: Option<String>,
     token: String,
+    extra: Vec<String>,
 }
 
 impl TestNode {
@@ -206,6 +217,17 @@ impl TestNode {
     }
 
     pub fn start_with_token(id: &str, dir: &Path, hub_url: Option<&str>, token: &str) -> TestNode {
+        Self::start_with(id, dir, hub_url, token, &[])
+    }
+
+    /// Starts with extra command-line arguments (kept across restarts).
+    pub fn start_with(
+        id: &str,
+        dir: &Path,
+        hub_url: Option<&str>,
+        token: &str,
+        extra: &[&str],
+    ) -> TestNode {
         let mut args: Vec<String> = [
             "--node-id",
             id,
@@ -231,6 +253,8 @@ impl TestNode {
                 token.into(),
             ]);
         }
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().cloned());
         let proc = Proc::spawn("edgecart-node", &args, "listening on http://");
         TestNode {
             proc,
@@ -238,6 +262,7 @@ impl TestNode {
             dir: dir.to_path_buf(),
             hub_url: hub_url.map(str::to_string),
             token: token.to_string(),
+            extra,
         }
     }
 
@@ -261,7 +286,9 @@ impl TestNode {
             self.hub_url.clone(),
             self.token.clone(),
         );
-        *self = TestNode::start_with_token(&id, &dir, hub.as_deref(), &token);
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        *self = TestNode::start_with(&id, &dir, hub.as_deref(), &token, &extra);
     }
 }
 

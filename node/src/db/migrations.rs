@@ -10,6 +10,7 @@ use super::DbError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/node/0001_init.sql"),
     include_str!("../../../migrations/node/0002_sync.sql"),
+    include_str!("../../../migrations/node/0003_notifications.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DbError> {

@@ -49,6 +49,29 @@ pub fn pay(
     let now = crate::time::now_ms();
     let status = match method {
         Method::Cash => PaymentStatus::Captured,
+        // Store-and-forward: with the hub unreachable, accept within the offline limits.
+        Method::Card if st.hub_configured && !st.sync.is_connected() => {
+            if order.total_amount > st.offline_card_limit {
+                return Err(Error::invalid(
+                    "amount",
+                    format!(
+                        "card payments above {} minor units need the link to the hub, which is down",
+                        st.offline_card_limit
+                    ),
+                ));
+            }
+            let held = store::offline_total(tx)?;
+            if held + order.total_amount > st.offline_card_total {
+                return Err(Error::conflict(
+                    "offline-card-total-exceeded",
+                    format!(
+                        "this store already holds {held} of {} minor units in card payments taken offline",
+                        st.offline_card_total
+                    ),
+                ));
+            }
+            PaymentStatus::AuthorizedOffline
+        }
         Method::Card => PaymentStatus::Pending,
     };
     let payment = PaymentRow {
@@ -160,4 +183,123 @@ pub fn on_order_cancelled(tx: &Tx, st: &Inner, order_id: Uuid) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The hub's answer to a card charge. Applied once: only a payment still waiting for it changes.
+pub fn apply_outcome(
+    tx: &Tx,
+    st: &Inner,
+    o: &edgecart_proto::sync::PaymentOutcomePayload,
+) -> Result<()> {
+    let id =
+        Uuid::parse_str(&o.payment_id).map_err(|_| Error::invalid("payment_id", "not a UUID"))?;
+    let Some(p) = store::get(tx, id)? else {
+        return Err(Error::NotFound("payment"));
+    };
+    let now = crate::time::now_ms();
+    let waiting = matches!(
+        p.status,
+        PaymentStatus::Pending | PaymentStatus::AuthorizedOffline
+    );
+    match (o.status.as_str(), p.status) {
+        ("captured", _) if waiting => {
+            store::set_status(tx, id, PaymentStatus::Captured, now)?;
+            store::record_change(tx, id, &st.clock.now())?;
+            orders::transition(
+                tx,
+                st,
+                p.order_id,
+                OrderStatus::Paid,
+                "hub",
+                Some("card charged"),
+            )?;
+            events::publish(
+                tx,
+                &Event::PaymentCompleted {
+                    user_id: p.user_id,
+                    order_id: p.order_id,
+                    payment_id: id,
+                    amount: orders::format_money(p.amount, &p.currency),
+                },
+            )?;
+        }
+        // The order was cancelled while the charge was in flight: give the money back.
+        ("captured", PaymentStatus::Voided) => {
+            store::set_status(tx, id, PaymentStatus::Captured, now)?;
+            refund(
+                tx,
+                st,
+                id,
+                p.amount,
+                Some("order cancelled before the charge completed"),
+            )?;
+        }
+        ("failed", _) if waiting => {
+            let reason = o.reason.clone().unwrap_or_else(|| "declined".into());
+            store::set_failed(tx, id, &reason, now)?;
+            store::record_change(tx, id, &st.clock.now())?;
+            orders::cancel(
+                tx,
+                st,
+                p.order_id,
+                "hub",
+                Some(&format!("payment failed: {reason}")),
+            )?;
+            events::publish(
+                tx,
+                &Event::PaymentFailed {
+                    user_id: p.user_id,
+                    order_id: p.order_id,
+                    payment_id: id,
+                    reason,
+                },
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The outcome of a refund (started here or at the hub). Applied once per refund id.
+pub fn apply_refund_outcome(
+    tx: &Tx,
+    st: &Inner,
+    o: &edgecart_proto::sync::RefundOutcomePayload,
+) -> Result<()> {
+    let refund_id =
+        Uuid::parse_str(&o.refund_id).map_err(|_| Error::invalid("refund_id", "not a UUID"))?;
+    let payment_id =
+        Uuid::parse_str(&o.payment_id).map_err(|_| Error::invalid("payment_id", "not a UUID"))?;
+    let Some(p) = store::get(tx, payment_id)? else {
+        return Err(Error::NotFound("payment"));
+    };
+    let status = if o.status == "succeeded" {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let now = crate::time::now_ms();
+    match store::refund_status(tx, refund_id)? {
+        Some(current) if current != "pending" => return Ok(()),
+        Some(_) => store::set_refund_status(tx, refund_id, status, now)?,
+        None => store::insert_refund(
+            tx,
+            refund_id,
+            payment_id,
+            o.amount,
+            status,
+            o.reason.as_deref(),
+            now,
+        )?,
+    }
+    let settled = store::refunded_succeeded(tx, payment_id)?;
+    let next = if settled >= p.amount {
+        PaymentStatus::Refunded
+    } else if settled > 0 {
+        PaymentStatus::PartiallyRefunded
+    } else {
+        p.status
+    };
+    store::set_status(tx, payment_id, next, now)?;
+    store::record_change(tx, payment_id, &st.clock.now())
 }

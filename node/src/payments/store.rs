@@ -190,3 +190,39 @@ pub fn record_change(tx: &Tx, id: Uuid, version: &edgecart_proto::hlc::Timestamp
     });
     changelog::append(tx, "payment", &id.to_string(), version, &payload)
 }
+
+/// Card money accepted offline and not charged yet.
+pub fn offline_total(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'authorized_offline'",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub fn set_failed(tx: &Tx, id: Uuid, reason: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE payments SET status = 'failed', failure_reason = ?2, updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id.to_string(), reason, now])?;
+    Ok(())
+}
+
+pub fn refund_status(conn: &Connection, id: Uuid) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT status FROM refunds WHERE id = ?1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn set_refund_status(tx: &Tx, id: Uuid, status: &str, now: i64) -> Result<()> {
+    tx.prepare_cached("UPDATE refunds SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), status, now])?;
+    Ok(())
+}
+
+pub fn refunded_succeeded(conn: &Connection, payment_id: Uuid) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = ?1 AND status = 'succeeded'")?
+        .query_row([payment_id.to_string()], |r| r.get(0))?)
+}

@@ -87,6 +87,10 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
             inventory::set_others(tx, &st.node_id, pid, o.others_net, version)?;
         }
         entity::COMMAND => apply_command(tx, st, &parse::<Command>(json)?)?,
+        entity::PAYMENT_OUTCOME => crate::payments::service::apply_outcome(tx, st, &parse(json)?)?,
+        entity::REFUND_OUTCOME => {
+            crate::payments::service::apply_refund_outcome(tx, st, &parse(json)?)?
+        }
         // Orders and payments are owned here; the hub only holds read copies of them.
         entity::ORDER | entity::PAYMENT => {}
         other => return Err(Error::invalid("entity", format!("unknown entity {other}"))),

@@ -278,3 +278,13 @@ pub fn apply_remote(
     ])?;
     Ok(newly_conflicted)
 }
+
+/// The email address of an active account (`None` once erased, or while its email is held back
+/// as conflicted): where `email` notifications are sent.
+pub fn email_of(conn: &Connection, id: Uuid) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT email FROM users WHERE id = ?1 AND status = 'active'")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?
+        .flatten())
+}

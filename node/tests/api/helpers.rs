@@ -330,6 +330,36 @@ impl TestNode {
         format!("http://{}", self.addr)
     }
 
+    /// Like [`TestNode::start`], with extra command-line flags.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> TestNode {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecart-node"))
+            .args(base_args(dir))
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start edgecart-node");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel::<SocketAddr>();
+        let echo = std::env::var_os("TEST_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[node] {line}");
+                }
+                if let Some(addr) = parse_listening(&line) {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node did not log its listening address");
+        TestNode { child, addr }
+    }
+
     /// kill -9.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

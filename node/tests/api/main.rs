@@ -9,3 +9,4 @@ mod idempotency;
 mod operations;
 mod shop_day;
 mod users;
+mod webhooks;

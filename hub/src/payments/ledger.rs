@@ -1,0 +1,374 @@
+//! SQL for the payment ledger and refunds.
+
+use edgecart_proto::sync::{PaymentOutcomePayload, PaymentPayload, RefundOutcomePayload, entity};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{HubError, Result};
+use crate::store::{changes, now_ms};
+
+#[derive(Debug, Clone)]
+pub struct LedgerRow {
+    pub payment_id: String,
+    pub node_id: String,
+    pub order_id: String,
+    pub method: String,
+    pub amount: i64,
+    pub currency: String,
+    pub card_token: Option<String>,
+    pub status: String,
+    pub offline: bool,
+    pub provider_charge_id: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str =
+    "payment_id, node_id, order_id, method, amount, currency, card_token, status, offline,
+    provider_charge_id, attempts, last_error, created_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRow> {
+    Ok(LedgerRow {
+        payment_id: r.get(0)?,
+        node_id: r.get(1)?,
+        order_id: r.get(2)?,
+        method: r.get(3)?,
+        amount: r.get(4)?,
+        currency: r.get(5)?,
+        card_token: r.get(6)?,
+        status: r.get(7)?,
+        offline: r.get::<_, i64>(8)? != 0,
+        provider_charge_id: r.get(9)?,
+        attempts: r.get(10)?,
+        last_error: r.get(11)?,
+        created_at: r.get(12)?,
+    })
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<LedgerRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM ledger WHERE payment_id = ?1"
+        ))?
+        .query_row([id], row)
+        .optional()?)
+}
+
+pub fn list(
+    conn: &Connection,
+    node: Option<&str>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<LedgerRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM ledger WHERE payment_id > ?1 AND (?2 IS NULL OR node_id = ?2)
+         ORDER BY payment_id LIMIT ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![after, node, limit], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn all(conn: &Connection) -> Result<Vec<LedgerRow>> {
+    list(conn, None, "", i64::MAX)
+}
+
+/// Takes in a payment as its node reports it. The first report creates the ledger entry (card
+/// payments start `pending`: the worker charges them); later reports can only void a payment
+/// that was not charged yet, and add the refunds the node asks for.
+pub fn record(conn: &Connection, node: &str, p: &PaymentPayload) -> Result<()> {
+    let now = now_ms();
+    let existing = get(conn, &p.id)?;
+    match &existing {
+        None => {
+            let status = match (p.method.as_str(), p.status.as_str()) {
+                (_, "voided") => "voided",
+                (_, "failed") => "failed",
+                ("cash", _) => "captured",
+                _ => "pending",
+            };
+            conn.prepare_cached(
+                "INSERT INTO ledger (payment_id, node_id, order_id, method, amount, currency, card_token, status,
+                                     offline, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?
+            .execute(params![
+                p.id,
+                node,
+                p.order_id,
+                if p.method == "cash" { "cash" } else { "card" },
+                p.amount,
+                p.currency,
+                p.card_token,
+                status,
+                (p.status == "authorized_offline") as i64,
+                now
+            ])?;
+        }
+        Some(row) if p.status == "voided" && row.status == "pending" => {
+            conn.prepare_cached(
+                "UPDATE ledger SET status = 'voided', updated_at = ?2 WHERE payment_id = ?1",
+            )?
+            .execute(params![p.id, now])?;
+        }
+        Some(_) => {}
+    }
+    for r in p.refunds.iter().filter(|r| r.status == "pending") {
+        let known = conn
+            .prepare_cached("SELECT 1 FROM ledger_refunds WHERE refund_id = ?1")?
+            .exists([&r.id])?;
+        if !known {
+            add_refund(conn, &p.id, &r.id, r.amount.amount, r.reason.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a refund to be sent to the provider, refusing what exceeds the captured amount.
+pub fn add_refund(
+    conn: &Connection,
+    payment_id: &str,
+    refund_id: &str,
+    amount: i64,
+    reason: Option<&str>,
+) -> Result<()> {
+    let payment = get(conn, payment_id)?.ok_or(HubError::NotFound("payment"))?;
+    if payment.status != "captured" {
+        return Err(HubError::Precondition(format!(
+            "a {} payment cannot be refunded",
+            payment.status
+        )));
+    }
+    if amount <= 0 {
+        return Err(HubError::invalid("amount", "must be positive"));
+    }
+    let refunded = refunded(conn, payment_id)?;
+    if amount > payment.amount - refunded {
+        return Err(HubError::invalid(
+            "amount",
+            format!(
+                "exceeds what can still be refunded ({} minor units)",
+                payment.amount - refunded
+            ),
+        ));
+    }
+    // Cash is refunded at the till by the node; only card refunds go to the provider.
+    let status = if payment.method == "cash" {
+        "succeeded"
+    } else {
+        "pending"
+    };
+    conn.prepare_cached(
+        "INSERT INTO ledger_refunds (refund_id, payment_id, amount, status, reason, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![refund_id, payment_id, amount, status, reason, now_ms()])?;
+    Ok(())
+}
+
+/// Refunded or being refunded.
+pub fn refunded(conn: &Connection, payment_id: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(sum(amount), 0) FROM ledger_refunds WHERE payment_id = ?1 AND status != 'failed'")?
+        .query_row([payment_id], |r| r.get(0))?)
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundRow {
+    pub refund_id: String,
+    pub payment_id: String,
+    pub amount: i64,
+    pub status: String,
+    pub provider_refund_id: Option<String>,
+    pub attempts: i64,
+}
+
+fn refund_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefundRow> {
+    Ok(RefundRow {
+        refund_id: r.get(0)?,
+        payment_id: r.get(1)?,
+        amount: r.get(2)?,
+        status: r.get(3)?,
+        provider_refund_id: r.get(4)?,
+        attempts: r.get(5)?,
+    })
+}
+
+const REFUND_COLUMNS: &str = "refund_id, payment_id, amount, status, provider_refund_id, attempts";
+
+pub fn refunds_of(conn: &Connection, payment_id: &str) -> Result<Vec<RefundRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REFUND_COLUMNS} FROM ledger_refunds WHERE payment_id = ?1 ORDER BY created_at, refund_id"
+    ))?;
+    let rows = stmt
+        .query_map([payment_id], refund_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn get_refund(conn: &Connection, refund_id: &str) -> Result<Option<RefundRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {REFUND_COLUMNS} FROM ledger_refunds WHERE refund_id = ?1"
+        ))?
+        .query_row([refund_id], refund_row)
+        .optional()?)
+}
+
+/// Card payments due for a charge attempt.
+pub fn due_charges(conn: &Connection, limit: i64) -> Result<Vec<LedgerRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM ledger WHERE status = 'pending' AND method = 'card' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![now_ms(), limit], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn due_refunds(conn: &Connection, limit: i64) -> Result<Vec<RefundRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REFUND_COLUMNS} FROM ledger_refunds WHERE status = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![now_ms(), limit], refund_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn backoff_ms(attempts: i64) -> i64 {
+    (500i64 << attempts.clamp(0, 6)).min(30_000)
+}
+
+/// Records a charge's outcome (only while still pending: a replayed outcome changes nothing)
+/// and tells the owning node.
+pub fn settle_charge(
+    conn: &Connection,
+    id: &str,
+    captured: Option<&str>,
+    reason: Option<&str>,
+    version: &str,
+) -> Result<()> {
+    let Some(p) = get(conn, id)? else {
+        return Ok(());
+    };
+    if p.status != "pending" {
+        return Ok(());
+    }
+    let status = if captured.is_some() {
+        "captured"
+    } else {
+        "failed"
+    };
+    conn.prepare_cached(
+        "UPDATE ledger SET status = ?2, provider_charge_id = ?3, last_error = ?4, attempts = attempts + 1,
+             updated_at = ?5 WHERE payment_id = ?1",
+    )?
+    .execute(params![id, status, captured, reason, now_ms()])?;
+    let outcome = PaymentOutcomePayload {
+        payment_id: id.to_string(),
+        order_id: p.order_id,
+        status: status.to_string(),
+        reason: reason.map(str::to_string),
+        charge_id: captured.map(str::to_string),
+    };
+    changes::append(
+        conn,
+        Some(&p.node_id),
+        entity::PAYMENT_OUTCOME,
+        id,
+        version,
+        &serde_json::to_string(&outcome)?,
+    )?;
+    Ok(())
+}
+
+/// A charge attempt got no answer: keep it pending and try again later (same idempotency key).
+pub fn retry_charge(conn: &Connection, id: &str, error: &str) -> Result<()> {
+    let attempts = get(conn, id)?.map_or(0, |p| p.attempts);
+    conn.prepare_cached(
+        "UPDATE ledger SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+         WHERE payment_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![id, error, now_ms() + backoff_ms(attempts)])?;
+    Ok(())
+}
+
+pub fn settle_refund(
+    conn: &Connection,
+    refund_id: &str,
+    succeeded: Option<&str>,
+    reason: Option<&str>,
+    version: &str,
+) -> Result<()> {
+    let Some(r) = get_refund(conn, refund_id)? else {
+        return Ok(());
+    };
+    if r.status != "pending" {
+        return Ok(());
+    }
+    let status = if succeeded.is_some() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    conn.prepare_cached(
+        "UPDATE ledger_refunds SET status = ?2, provider_refund_id = ?3, last_error = ?4, attempts = attempts + 1,
+             updated_at = ?5 WHERE refund_id = ?1",
+    )?
+    .execute(params![refund_id, status, succeeded, reason, now_ms()])?;
+    notify_refund(
+        conn,
+        &r.payment_id,
+        refund_id,
+        r.amount,
+        status,
+        reason,
+        version,
+    )
+}
+
+pub fn notify_refund(
+    conn: &Connection,
+    payment_id: &str,
+    refund_id: &str,
+    amount: i64,
+    status: &str,
+    reason: Option<&str>,
+    version: &str,
+) -> Result<()> {
+    let p = get(conn, payment_id)?.ok_or(HubError::NotFound("payment"))?;
+    let outcome = RefundOutcomePayload {
+        refund_id: refund_id.to_string(),
+        payment_id: payment_id.to_string(),
+        amount,
+        status: status.to_string(),
+        reason: reason.map(str::to_string),
+    };
+    changes::append(
+        conn,
+        Some(&p.node_id),
+        entity::REFUND_OUTCOME,
+        refund_id,
+        version,
+        &serde_json::to_string(&outcome)?,
+    )?;
+    Ok(())
+}
+
+pub fn retry_refund(conn: &Connection, refund_id: &str, error: &str) -> Result<()> {
+    let attempts: i64 = conn
+        .prepare_cached("SELECT attempts FROM ledger_refunds WHERE refund_id = ?1")?
+        .query_row([refund_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    conn.prepare_cached(
+        "UPDATE ledger_refunds SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+         WHERE refund_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![refund_id, error, now_ms() + backoff_ms(attempts)])?;
+    Ok(())
+}

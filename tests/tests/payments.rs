@@ -1,0 +1,591 @@
+//! The payment saga across node, hub and a real HTTP payment provider: charge once, decline and
+//! compensate, store-and-forward while offline, refunds, reconciliation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use edgecart_e2e::{ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, wait_until};
+use edgecart_proto::pb;
+use reqwest::Client;
+use serde_json::{Value, json};
+
+const CONVERGE: Duration = Duration::from_secs(20);
+
+/// A payment provider on loopback: one charge per idempotency key, and a configurable number
+/// of 500s first.
+#[derive(Clone, Default)]
+struct Provider {
+    inner: Arc<Mutex<ProviderState>>,
+}
+
+#[derive(Default)]
+struct ProviderState {
+    fail_next: u32,
+    requests: u32,
+    charges: HashMap<String, Value>,
+    refunds: HashMap<String, Value>,
+}
+
+async fn charge(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = p.inner.lock().unwrap();
+    s.requests += 1;
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk_test_key") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "auth", "message": "bad key"}})),
+        );
+    }
+    if s.fail_next > 0 {
+        s.fail_next -= 1;
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
+    }
+    if body["source"] == "tok_decline" {
+        return (
+            StatusCode::PAYMENT_REQUIRED,
+            Json(json!({"error": {"code": "card_declined", "message": "no"}})),
+        );
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let n = s.charges.len();
+    let charge = s.charges.entry(key).or_insert_with(
+        || json!({"id": format!("ch_{n}"), "status": "succeeded", "amount": body["amount"]}),
+    );
+    (StatusCode::OK, Json(charge.clone()))
+}
+
+async fn refund(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = p.inner.lock().unwrap();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let n = s.refunds.len();
+    let r = s.refunds.entry(key).or_insert_with(
+        || json!({"id": format!("re_{n}"), "status": "succeeded", "amount": body["amount"]}),
+    );
+    (StatusCode::OK, Json(r.clone()))
+}
+
+async fn start_provider(fail_first: u32) -> (String, Provider) {
+    let p = Provider::default();
+    p.inner.lock().unwrap().fail_next = fail_first;
+    let app = axum::Router::new()
+        .route("/v1/charges", post(charge))
+        .route("/v1/refunds", post(refund))
+        .with_state(p.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, p)
+}
+
+struct Shop {
+    _dir: tempfile::TempDir,
+    hub: TestHub,
+    node: TestNode,
+    client: Client,
+    token: String,
+    product: String,
+}
+
+async fn shop(hub_args: &[&str], node_args: &[&str]) -> Shop {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(&dir.path().join("hub"), 0, hub_args);
+    let node = TestNode::start_with(
+        "store-1",
+        &dir.path().join("store-1"),
+        Some(&hub.url()),
+        NODE_TOKEN,
+        node_args,
+    );
+    let client = Client::new();
+    let ch = hub.channel().await;
+    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+        ch.clone(),
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        ch,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let product = catalog
+        .create_product(pb::CreateProductRequest {
+            name: "Grinder".into(),
+            description: String::new(),
+            price: Some(pb::Money {
+                amount: 2500,
+                currency: "USD".into(),
+            }),
+            category_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    inventory
+        .receive_stock(pb::ReceiveStockRequest {
+            product_id: product.clone(),
+            quantity: 50,
+        })
+        .await
+        .unwrap();
+    wait_until(
+        CONVERGE,
+        "stock rights at the node",
+        || async { available(&client, &node, &product).await.filter(|a| *a > 0) },
+        || async { node.proc.log() },
+    )
+    .await;
+    let r = client
+        .post(node.url("/v1/users"))
+        .json(&json!({"email": "payer@example.com", "name": "Payer", "password": "payer-pass-123"}))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Shop {
+        _dir: dir,
+        hub,
+        node,
+        client,
+        token,
+        product,
+    }
+}
+
+async fn available(client: &Client, node: &TestNode, product: &str) -> Option<i64> {
+    let r = client
+        .get(node.url(&format!("/v1/products/{product}")))
+        .send()
+        .await
+        .ok()?;
+    r.json::<Value>().await.ok()?["stock"]["available_here"].as_i64()
+}
+
+impl Shop {
+    async fn order(&self, qty: i64) -> String {
+        let r = self
+            .client
+            .post(self.node.url("/v1/orders"))
+            .bearer_auth(&self.token)
+            .json(&json!({"items": [{"product_id": self.product, "quantity": qty}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn pay_card(&self, order: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.node.url(&format!("/v1/orders/{order}/payments")))
+            .bearer_auth(&self.token)
+            .json(&json!({"method": "card", "card_token": token}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn order_status(&self, order: &str) -> Value {
+        self.client
+            .get(self.node.url(&format!("/v1/orders/{order}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_order(&self, order: &str, status: &str) -> Value {
+        wait_until(
+            CONVERGE,
+            &format!("order {order} to become {status}"),
+            || async {
+                let o = self.order_status(order).await;
+                (o["status"] == status).then_some(o)
+            },
+            || async {
+                format!(
+                    "{}\nnode:\n{}\nhub:\n{}",
+                    self.order_status(order).await,
+                    self.node.proc.log(),
+                    self.hub.proc.log()
+                )
+            },
+        )
+        .await
+    }
+
+    async fn payments(
+        &self,
+    ) -> pb::payment_admin_client::PaymentAdminClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AdminToken>,
+    > {
+        pb::payment_admin_client::PaymentAdminClient::with_interceptor(
+            self.hub.channel().await,
+            AdminToken(ADMIN_TOKEN),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_payment_is_charged_once_through_the_http_provider_despite_500s_and_a_hub_restart() {
+    let (url, provider) = start_provider(2).await;
+    let mut s = shop(
+        &[
+            "--payment-provider",
+            "http",
+            "--provider-url",
+            &url,
+            "--provider-key",
+            "sk_test_key",
+        ],
+        &[],
+    )
+    .await;
+    let order = s.order(1).await;
+    let (status, payment) = s.pay_card(&order, "tok_visa").await;
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(
+        payment["status"], "pending",
+        "no fake success before the provider answered"
+    );
+    let paid = s.wait_order(&order, "paid").await;
+    assert_eq!(paid["payments"][0]["status"], "captured");
+    {
+        let p = provider.inner.lock().unwrap();
+        assert_eq!(p.charges.len(), 1, "one charge");
+        assert!(
+            p.charges.contains_key(payment["id"].as_str().unwrap()),
+            "keyed by the payment id"
+        );
+        assert!(p.requests >= 3, "two 500s were retried with the same key");
+    }
+    // The hub restarts and the node re-sends everything unacknowledged: still one charge.
+    s.hub.restart();
+    let order2 = s.order(1).await;
+    s.pay_card(&order2, "tok_visa").await;
+    s.wait_order(&order2, "paid").await;
+    let p = provider.inner.lock().unwrap();
+    assert_eq!(
+        p.charges.len(),
+        2,
+        "one charge per payment: {:?}",
+        p.charges.keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_cancels_the_order_releases_stock_and_tells_the_customer() {
+    let s = shop(&[], &[]).await;
+    let before = available(&s.client, &s.node, &s.product).await.unwrap();
+    let order = s.order(2).await;
+    assert_eq!(
+        available(&s.client, &s.node, &s.product).await.unwrap(),
+        before - 2
+    );
+    let (status, _) = s.pay_card(&order, "tok_decline").await;
+    assert_eq!(status, 201);
+    let cancelled = s.wait_order(&order, "cancelled").await;
+    assert_eq!(cancelled["payments"][0]["status"], "failed");
+    assert_eq!(
+        available(&s.client, &s.node, &s.product).await.unwrap(),
+        before,
+        "stock released"
+    );
+    let notes: Value = s
+        .client
+        .get(s.node.url("/v1/notifications?page_size=100"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["event"] == "PaymentFailed"),
+        "{notes}"
+    );
+
+    // tok_timeout times out once, then succeeds: retried, charged, paid.
+    let order = s.order(1).await;
+    s.pay_card(&order, "tok_timeout").await;
+    s.wait_order(&order, "paid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_card_payments_are_accepted_within_limits_and_charged_when_the_hub_returns() {
+    // Orders of 2500: the per-payment limit admits one unit, the node total admits two payments.
+    let mut s = shop(
+        &[],
+        &[
+            "--offline-card-limit",
+            "3000",
+            "--offline-card-total",
+            "5000",
+        ],
+    )
+    .await;
+    let orders: Vec<String> = futures::future::join_all((0..3).map(|_| s.order(1))).await;
+    let big = s.order(2).await;
+    s.hub.kill9();
+    // The node notices the link is gone (keepalive), then takes payments offline.
+    let admin = edgecart_e2e::ADMIN_EMAIL;
+    let _ = admin;
+    wait_until(
+        CONVERGE,
+        "the node to notice the hub is gone",
+        || async {
+            let (status, body) = s.pay_card(&orders[0], "tok_visa").await;
+            (status == 201 && body["status"] == "authorized_offline").then_some(())
+        },
+        || async { s.node.proc.log() },
+    )
+    .await;
+    let (status, body) = s.pay_card(&orders[1], "tok_visa").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("authorized_offline")),
+        "{body}"
+    );
+    let (status, body) = s.pay_card(&orders[2], "tok_visa").await;
+    assert_eq!(status, 409, "over the node's offline total: {body}");
+    let (status, body) = s.pay_card(&big, "tok_visa").await;
+    assert_eq!(status, 422, "over the per-payment offline limit: {body}");
+    assert_eq!(body["field"], "amount");
+
+    s.hub.restart();
+    s.wait_order(&orders[0], "paid").await;
+    s.wait_order(&orders[1], "paid").await;
+    let mut payments = s.payments().await;
+    let list = payments
+        .list_payments(pb::ListPaymentsRequest {
+            node_id: String::new(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.payments.len(), 2);
+    assert!(
+        list.payments
+            .iter()
+            .all(|p| p.offline && p.status == "captured"),
+        "{list:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_finds_breakage() {
+    let s = shop(&[], &[]).await;
+    let order = s.order(2).await; // 5000
+    let (_, payment) = s.pay_card(&order, "tok_visa").await;
+    let payment_id = payment["id"].as_str().unwrap().to_string();
+    s.wait_order(&order, "paid").await;
+    let mut payments = s.payments().await;
+    wait_until(
+        CONVERGE,
+        "the payment captured in the ledger",
+        || {
+            let mut p = payments.clone();
+            let id = payment_id.clone();
+            async move {
+                let pay = p
+                    .get_payment(pb::GetPaymentRequest { payment_id: id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (pay.status == "captured").then_some(pay)
+            }
+        },
+        || async { String::new() },
+    )
+    .await;
+    let refund = |amount: i64, refund_id: &str| pb::RefundPaymentRequest {
+        payment_id: payment_id.clone(),
+        amount,
+        refund_id: refund_id.to_string(),
+        reason: "test".into(),
+    };
+    let r1 = "01900000-0000-7000-8000-0000000000a1";
+    payments.refund_payment(refund(1000, r1)).await.unwrap();
+    payments.refund_payment(refund(1000, r1)).await.unwrap(); // the same refund retried: once
+    let err = payments.refund_payment(refund(4001, "")).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "above what is left: {err:?}"
+    );
+    assert_eq!(
+        payments
+            .refund_payment(refund(0, ""))
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::InvalidArgument
+    );
+    payments
+        .refund_payment(refund(4000, "01900000-0000-7000-8000-0000000000a2"))
+        .await
+        .unwrap();
+    // The node learns of both refunds; the payment ends fully refunded.
+    wait_until(
+        CONVERGE,
+        "the refunds at the node",
+        || async {
+            let o = s.order_status(&order).await;
+            (o["payments"][0]["status"] == "refunded").then_some(o)
+        },
+        || async { s.order_status(&order).await.to_string() },
+    )
+    .await;
+    let p = payments
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: payment_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.refunded.unwrap().amount, 5000);
+    assert_eq!(p.refunds.len(), 2);
+
+    // Refunding a failed payment is refused.
+    let order = s.order(1).await;
+    let (_, failed) = s.pay_card(&order, "tok_decline").await;
+    s.wait_order(&order, "cancelled").await;
+    let failed_id = failed["id"].as_str().unwrap().to_string();
+    let err = wait_until(
+        CONVERGE,
+        "the failure at the hub",
+        || {
+            let mut p = payments.clone();
+            let id = failed_id.clone();
+            async move {
+                let e = p
+                    .refund_payment(pb::RefundPaymentRequest {
+                        payment_id: id,
+                        amount: 100,
+                        refund_id: String::new(),
+                        reason: String::new(),
+                    })
+                    .await
+                    .err()?;
+                (e.code() == tonic::Code::FailedPrecondition).then_some(e)
+            }
+        },
+        || async { String::new() },
+    )
+    .await;
+    assert!(err.message().contains("failed"), "{}", err.message());
+
+    // Clean so far; then a node reports a payment for an order nobody knows.
+    let report = payments
+        .get_reconciliation_report(pb::ReconciliationRequest {
+            offline_threshold_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.clean, "{report:?}");
+    let mut sync = pb::sync_client::SyncClient::with_interceptor(
+        s.hub.channel().await,
+        AdminToken(NODE_TOKEN),
+    );
+    let clock =
+        edgecart_proto::hlc::Clock::new(edgecart_proto::ids::ActorId::parse("rogue").unwrap());
+    let ghost = edgecart_proto::sync::PaymentPayload {
+        id: "01900000-0000-7000-8000-00000000beef".into(),
+        order_id: "01900000-0000-7000-8000-00000000dead".into(),
+        user_id: "01900000-0000-7000-8000-000000000001".into(),
+        method: "cash".into(),
+        status: "captured".into(),
+        amount: 999,
+        currency: "USD".into(),
+        card_token: None,
+        refunds: vec![],
+        updated_at: 0,
+    };
+    let messages = vec![
+        pb::NodeMessage {
+            msg: Some(pb::node_message::Msg::Hello(pb::Hello {
+                node_id: "rogue".into(),
+                protocol_version: edgecart_proto::sync::PROTOCOL_VERSION,
+                release: "test".into(),
+                hub_cursor: 0,
+                last_seq: 1,
+            })),
+        },
+        pb::NodeMessage {
+            msg: Some(pb::node_message::Msg::Changes(pb::ChangeBatch {
+                changes: vec![pb::Change {
+                    seq: 1,
+                    entity: "payment".into(),
+                    entity_id: ghost.id.clone(),
+                    version: clock.now().to_string(),
+                    payload_json: serde_json::to_string(&ghost).unwrap(),
+                }],
+            })),
+        },
+    ];
+    let mut replies = sync
+        .stream(futures::stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(m) = replies.message().await.unwrap() {
+        if matches!(m.msg, Some(pb::hub_message::Msg::Ack(_))) {
+            break;
+        }
+    }
+    let report = payments
+        .get_reconciliation_report(pb::ReconciliationRequest {
+            offline_threshold_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!report.clean);
+    assert!(
+        report
+            .issues
+            .iter()
+            .any(|i| i.kind == "payment_without_order"
+                && i.payment_id == ghost.id
+                && i.node_id == "rogue"),
+        "{report:?}"
+    );
+}

@@ -854,10 +854,7 @@ async fn dev_overlay_runs_the_real_binaries_which_come_up_ready_and_connect() {
 
     // And the node's own view, for the bootstrap admin the manifests provision (optional): the
     // Secret's credentials log in, and the status names the node by its Kubernetes node name with
-    // a hub configured. `hub_connected` is NOT asserted: node/src/sync/routes.rs currently
-    // answers `hub_connected: false` (mode `disconnected`) unconditionally, even while the hub
-    // lists the node as connected; the hub's list above is the proof of the connection. Once
-    // that is fixed, wait here for `hub_connected == true` as well.
+    // a hub configured and connected.
     let creds = (
         node.launch.env.get("EDGECART_ADMIN_EMAIL"),
         node.launch.env.get("EDGECART_ADMIN_PASSWORD"),
@@ -874,23 +871,31 @@ async fn dev_overlay_runs_the_real_binaries_which_come_up_ready_and_connect() {
             .as_str()
             .expect("token")
             .to_string();
-        let r = client
-            .get(node.url("/v1/sync/status"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "GET /v1/sync/status as the bootstrap admin"
-        );
-        let status: Value = r.json().await.unwrap();
+        let mut status = Value::Null;
+        for _ in 0..200 {
+            let r = client
+                .get(node.url("/v1/sync/status"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "GET /v1/sync/status as the bootstrap admin"
+            );
+            status = r.json().await.unwrap();
+            if status["hub_connected"] == true {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert_eq!(status["node_id"], K8S_NODE_NAME, "{status}");
-        assert_ne!(
-            status["mode"], "standalone",
-            "the hub URL reached the node: {status}"
+        assert_eq!(
+            status["mode"], "connected",
+            "the node reached the hub: {status}"
         );
+        assert_eq!(status["hub_connected"], true, "{status}");
     }
 
     // Each SQLite file is on its data volume, and nothing was written to the working

@@ -37,15 +37,16 @@ pub struct SyncStatus {
 async fn sync_status(State(state): State<AppState>, auth: AuthUser) -> Result<Json<SyncStatus>> {
     auth.require_admin()?;
     let backlog = state.db.read(changelog::backlog).await?;
-    let mode = if state.hub_configured {
-        "disconnected"
-    } else {
-        "standalone"
+    let connected = state.sync.is_connected();
+    let mode = match (state.hub_configured, connected) {
+        (false, _) => "standalone",
+        (true, true) => "connected",
+        (true, false) => "disconnected",
     };
     Ok(Json(SyncStatus {
         node_id: state.node_id.to_string(),
         mode: mode.to_string(),
-        hub_connected: false,
+        hub_connected: connected,
         last_sync_at: backlog.last_sync_at.map(crate::time::rfc3339),
         last_seq: backlog.last_seq,
         acked_seq: backlog.acked_seq,

@@ -293,26 +293,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         .as_str()
         .unwrap()
         .to_string();
-    let order = |qty: i64| {
-        let (client, url, token, product) = (
-            client.clone(),
-            node.url("/v1/orders"),
-            token.clone(),
-            product.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(order(2).await, 201);
+    assert_eq!(place(&client, &node, &token, &product, 2).await, 201);
     let admin = admin_token(&client, &node).await;
     // Once the hub has everything, the node's log is compacted down to its newest entry.
     wait_until(
@@ -333,26 +314,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
     checkpoint_copy(&node_dir, &db, &backup);
     node.restart();
     let admin = admin_token(&client, &node).await;
-    let order = |qty: i64| {
-        let (client, url, token, product) = (
-            client.clone(),
-            node.url("/v1/orders"),
-            token.clone(),
-            product.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(order(3).await, 201);
+    assert_eq!(place(&client, &node, &token, &product, 3).await, 201);
     wait_until(
         CONVERGE,
         "the sale after the backup to reach the hub",
@@ -402,26 +364,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         "the hub detected the restore"
     );
     // New sales after the restore are not mistaken for replays.
-    let order = |qty: i64| {
-        let (client, url, token, product) = (
-            client.clone(),
-            node.url("/v1/orders"),
-            token.clone(),
-            product.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(order(1).await, 201);
+    assert_eq!(place(&client, &node, &token, &product, 1).await, 201);
     wait_until(
         CONVERGE,
         "the post-restore sale at the hub",
@@ -442,6 +385,19 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         || async { hub.proc.log() },
     )
     .await;
+}
+
+/// Places an order; returns the status code.
+async fn place(client: &Client, node: &TestNode, token: &str, product: &str, qty: i64) -> u16 {
+    client
+        .post(node.url("/v1/orders"))
+        .bearer_auth(token)
+        .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Copies a stopped node's database, folding the WAL in first so the copy is complete.

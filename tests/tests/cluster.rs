@@ -249,6 +249,35 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
     assert_eq!(level.global_stock, expected);
     assert!(level.nodes.iter().all(|n| n.sold == 2), "{level:?}");
 
+    // The operator's CLI sees the three nodes connected and the product's stock.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(edgecart_e2e::bin("edgecart-admin"))
+            .args(["--hub", &c.hub.url(), "--token", ADMIN_TOKEN])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let nodes_out = cli(&["nodes"]);
+    for node in &c.nodes {
+        assert!(
+            nodes_out
+                .lines()
+                .any(|l| l.starts_with(&node.id) && l.contains("true")),
+            "{nodes_out}"
+        );
+    }
+    let stock_out = cli(&["stock", &product]);
+    assert!(
+        stock_out.contains(&format!("global {expected}")),
+        "{stock_out}"
+    );
+
     // A second registration of the same email at another store is refused by the hub.
     register(&client, &c.nodes[1], "dup@example.com").await;
     wait_until(

@@ -483,6 +483,55 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
     assert_eq!(p.refunded.unwrap().amount, 5000);
     assert_eq!(p.refunds.len(), 2);
 
+    // A card refund requested at the node (admin) goes through the hub to the provider.
+    let order = s.order(1).await; // 2500
+    let (_, payment) = s.pay_card(&order, "tok_visa").await;
+    s.wait_order(&order, "paid").await;
+    let admin = s
+        .client
+        .post(s.node.url("/v1/auth/login"))
+        .json(
+            &json!({"email": edgecart_e2e::ADMIN_EMAIL, "password": edgecart_e2e::ADMIN_PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .client
+        .post(s.node.url(&format!(
+            "/v1/payments/{}/refunds",
+            payment["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&admin)
+        .json(&json!({"amount": 700}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["refunds"][0]["status"], "pending",
+        "card refunds wait for the provider"
+    );
+    wait_until(
+        CONVERGE,
+        "the node's card refund to succeed",
+        || async {
+            let o = s.order_status(&order).await;
+            (o["payments"][0]["status"] == "partially_refunded"
+                && o["payments"][0]["refunds"][0]["status"] == "succeeded")
+                .then_some(o)
+        },
+        || async { s.order_status(&order).await.to_string() },
+    )
+    .await;
+
     // Refunding a failed payment is refused.
     let order = s.order(1).await;
     let (_, failed) = s.pay_card(&order, "tok_decline").await;

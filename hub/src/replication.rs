@@ -2,7 +2,7 @@
 //! receiving stock and allocating it, top-ups, and the snapshot a new or restored node needs.
 //! Every function runs inside the caller's write transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use edgecart_proto::hlc::{Clock, Timestamp};
 use edgecart_proto::ids::ActorId;
@@ -33,16 +33,35 @@ pub fn apply_batch(
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
     let mut handed_back = BTreeSet::new();
+    // Stock cells only grow and merge by max, so a batch's cells can be folded in memory first:
+    // one upsert per cell instead of one per delta (a busy node's batch is many deltas of a few
+    // cells).
+    let mut cells: BTreeMap<(String, EntryKey), u64> = BTreeMap::new();
     for change in batch {
         if change.seq <= cursor {
             continue;
         }
         cursor = change.seq;
-        if let Err(e) = apply_one(conn, clock, node, change, &mut touched, &mut handed_back) {
+        if let Err(e) = apply_one(conn, clock, node, change, &mut cells) {
             // A malformed entry is skipped (and counted), not retried forever: the rest of the
             // stream must keep flowing.
             tracing::warn!(node = %node, seq = change.seq, entity = %change.entity, error = %e, "skipped a change");
         }
+    }
+    for ((product, key), value) in cells {
+        let entry = Entry { key, value };
+        let grew = stock::merge_cell(conn, &product, &entry)?;
+        if grew == 0 {
+            continue;
+        }
+        match &entry.key {
+            EntryKey::Dec(_) => stock::record_sale(conn, &product, node.as_str(), grew)?,
+            EntryKey::Xfer { to, .. } if *to == ActorId::hub() => {
+                handed_back.insert(product.clone());
+            }
+            _ => {}
+        }
+        touched.insert(product);
     }
     if !touched.is_empty() {
         let ids = nodes::ids(conn)?;
@@ -64,8 +83,7 @@ fn apply_one(
     clock: &Clock,
     node: &ActorId,
     change: &pb::Change,
-    touched: &mut BTreeSet<String>,
-    handed_back: &mut BTreeSet<String>,
+    cells: &mut BTreeMap<(String, EntryKey), u64>,
 ) -> Result<()> {
     let version: Timestamp = change
         .version
@@ -106,19 +124,8 @@ fn apply_one(
                     "a node may only write its own cells",
                 ));
             }
-            let grew = stock::merge_cell(conn, &s.product_id, &s.entry)?;
-            if grew > 0 {
-                touched.insert(s.product_id.clone());
-                match &s.entry.key {
-                    EntryKey::Dec(_) => {
-                        stock::record_sale(conn, &s.product_id, node.as_str(), grew)?
-                    }
-                    EntryKey::Xfer { to, .. } if *to == ActorId::hub() => {
-                        handed_back.insert(s.product_id.clone());
-                    }
-                    _ => {}
-                }
-            }
+            let cell = cells.entry((s.product_id, s.entry.key)).or_insert(0);
+            *cell = (*cell).max(s.entry.value);
         }
         entity::ORDER => {
             let o: OrderPayload = serde_json::from_str(json)?;

@@ -23,6 +23,8 @@ use crate::state::Hub;
 use crate::store::{changes, nodes};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a streaming node's acknowledged cursor is written down (and compaction runs).
+const ACK_PERSIST_EVERY: Duration = Duration::from_secs(2);
 /// Messages buffered towards one node.
 const OUTBOUND: usize = 16;
 
@@ -120,6 +122,28 @@ async fn receive(
     mut inbound: Streaming<pb::NodeMessage>,
     out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) -> Result<(), Status> {
+    let mut acked: Option<i64> = None;
+    let outcome = receive_loop(hub, node, &mut inbound, out, &mut acked).await;
+    if let Some(seq) = acked {
+        let n = node.to_string();
+        hub.db
+            .write(move |tx| {
+                nodes::set_hub_cursor(tx, &n, seq)?;
+                changes::compact(tx).map(|_| ())
+            })
+            .await?;
+    }
+    outcome
+}
+
+async fn receive_loop(
+    hub: &Hub,
+    node: &ActorId,
+    inbound: &mut Streaming<pb::NodeMessage>,
+    out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
+    acked: &mut Option<i64>,
+) -> Result<(), Status> {
+    let mut last_persist = tokio::time::Instant::now();
     while let Some(message) = inbound.next().await {
         let Some(m) = message?.msg else { continue };
         match m {
@@ -141,20 +165,38 @@ async fn receive(
                     break;
                 }
             }
+            // The node's acknowledgement only allows compaction; recording each one would cost a
+            // fsynced write per batch. It is kept here and written with the next heartbeat and
+            // when the stream ends (a stale value only delays compaction: the node tells its
+            // real cursor in its next Hello).
             node_message::Msg::Ack(ack) => {
-                let n = node.to_string();
-                hub.db
-                    .write(move |tx| {
-                        nodes::set_hub_cursor(tx, &n, ack.seq)?;
-                        changes::compact(tx)?;
-                        Ok(())
-                    })
-                    .await?;
+                *acked = (*acked).max(Some(ack.seq));
+                // Under constant load there are no heartbeats: persist every few seconds anyway.
+                if last_persist.elapsed() > ACK_PERSIST_EVERY
+                    && let Some(seq) = acked.take()
+                {
+                    last_persist = tokio::time::Instant::now();
+                    let n = node.to_string();
+                    hub.db
+                        .write(move |tx| {
+                            nodes::set_hub_cursor(tx, &n, seq)?;
+                            changes::compact(tx).map(|_| ())
+                        })
+                        .await?;
+                }
             }
             node_message::Msg::Heartbeat(hb) => {
                 let n = node.to_string();
+                let seq = acked.take();
                 hub.db
-                    .write(move |tx| nodes::seen(tx, &n, Some(hb.last_seq)))
+                    .write(move |tx| {
+                        nodes::seen(tx, &n, Some(hb.last_seq))?;
+                        if let Some(seq) = seq {
+                            nodes::set_hub_cursor(tx, &n, seq)?;
+                            changes::compact(tx)?;
+                        }
+                        Ok(())
+                    })
                     .await?;
             }
             node_message::Msg::TopUp(req) => {

@@ -634,9 +634,7 @@ async fn measure_convergence(
     client: &Client,
     nodes: &[TestNode],
     tokens: &[String],
-    product: &str,
-    global: i64,
-    name: &str,
+    (product, global, name): (&str, i64, &str),
     t0: Instant,
     hub: &TestHub,
     log_from: usize,
@@ -843,7 +841,13 @@ async fn converge_mode(n: usize, mode: Partition, rows: &mut Vec<Row>) {
             }
         };
         let per_node = measure_convergence(
-            &client, &nodes, &tokens, &product, global, &name, t0, &hub, log_from,
+            &client,
+            &nodes,
+            &tokens,
+            (&product, global, &name),
+            t0,
+            &hub,
+            log_from,
         )
         .await;
         let (node_cores, me, other) = cpu.end();

@@ -20,28 +20,42 @@ use crate::state::AppState;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages buffered towards the hub: a slow hub slows this node's sending, memory stays flat.
 const OUTBOUND: usize = 16;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const EARLY_MAX_BACKOFF: Duration = Duration::from_millis(500);
+const EARLY_PHASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown` is cancelled.
+///
+/// Reconnect pacing: exponential back-off with jitter, capped at `EARLY_MAX_BACKOFF` for the
+/// first `EARLY_PHASE` of an outage (so a store is back in sync within about a second of the
+/// link returning) and at `MAX_BACKOFF` after that (so a long outage does not hammer the hub).
+/// The outage clock restarts whenever a session was established.
 pub async fn run(state: AppState, hub_url: String, token: String, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_BACKOFF;
+    let mut outage_since = tokio::time::Instant::now();
     loop {
-        let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             r = session(&state, &hub_url, &token) => r,
             _ = shutdown.cancelled() => break,
         };
+        let was_connected = state.sync.is_connected();
         state.sync.set_connected(None);
         match outcome {
             Ok(()) => tracing::info!("hub closed the sync stream"),
             Err(e) => tracing::warn!(error = %e, "sync stream failed"),
         }
-        // A session that lasted a while was healthy: start the back-off afresh.
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(100);
+        if was_connected {
+            backoff = MIN_BACKOFF;
+            outage_since = tokio::time::Instant::now();
         }
+        let cap = if outage_since.elapsed() < EARLY_PHASE {
+            EARLY_MAX_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
         let jitter = rand::rng().random_range(0.5..1.5);
-        let pause = backoff.mul_f64(jitter);
+        let pause = backoff.min(cap).mul_f64(jitter);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => break,

@@ -1,4 +1,4 @@
-//! Tokens and password hashes.
+//! Tokens and the authenticated caller.
 //!
 //! JWTs are HS256 only: the decoder accepts exactly that algorithm, so `alg: none` and algorithm
 //! confusion are rejected by construction. Every authenticated request re-reads the account, so a
@@ -6,21 +6,19 @@
 
 use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::model::Role;
 use super::store;
 use crate::error::{Error, Result};
 use crate::state::AppState;
+
+pub use super::password::PasswordHasher;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -73,84 +71,6 @@ impl JwtKeys {
             .map_err(|_| Error::Unauthorized("invalid or expired token"))?;
         Uuid::parse_str(&data.claims.sub).map_err(|_| Error::Unauthorized("invalid token"))
     }
-}
-
-/// argon2id with m=7168 KiB, t=5, p=1 — one of OWASP's equivalent recommended configurations
-/// (alongside m=19456, t=2). The smaller memory cost matters on kiosks: the allocator keeps a
-/// hash's work area per thread after it is freed, so 19 MiB areas would double a node's idle
-/// memory. Verification reads the parameters from the stored hash, so older hashes still verify.
-/// Hashing runs on the blocking pool, at most `limit` at once: each costs its work area and tens
-/// of ms of CPU, so an unbounded burst of logins would starve the server.
-#[derive(Clone)]
-pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
-    /// A real hash of a random password, verified against when the email is unknown so that a
-    /// login for a missing account takes as long as one with a wrong password.
-    dummy: Arc<String>,
-}
-
-impl PasswordHasher {
-    pub fn new(limit: usize) -> Result<PasswordHasher> {
-        let dummy = hash_blocking(&Uuid::new_v4().to_string())?;
-        Ok(PasswordHasher {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
-            dummy: Arc::new(dummy),
-        })
-    }
-
-    pub async fn hash(&self, password: &str) -> Result<String> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable)?;
-        let password = password.to_string();
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-    }
-
-    /// True if `password` matches `hash`; with `None` it burns the same time and says false.
-    pub async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable)?;
-        let password = password.to_string();
-        let (hash, known) = match hash {
-            Some(h) => (h, true),
-            None => (self.dummy.to_string(), false),
-        };
-        tokio::task::spawn_blocking(move || {
-            let ok = PasswordHash::new(&hash)
-                .map(|parsed| {
-                    hasher()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false);
-            ok && known
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))
-    }
-}
-
-/// OWASP's m=7168 KiB, t=5, p=1 argon2id configuration.
-fn hasher() -> Argon2<'static> {
-    match argon2::Params::new(7168, 5, 1, None) {
-        Ok(params) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
-        // Unreachable with these constants; the defaults are OWASP's too.
-        Err(_) => Argon2::default(),
-    }
-}
-
-fn hash_blocking(password: &str) -> Result<String> {
-    hasher()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("argon2: {e}")))
 }
 
 /// The authenticated caller: a valid token for an active account.
@@ -209,22 +129,5 @@ impl FromRequestParts<AppState> for AuthUser {
             id: user.id,
             role: user.role,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
-        let hash = super::hash_blocking("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{hash}");
-        let parsed = argon2::password_hash::phc::PasswordHash::new(&hash).unwrap();
-        use argon2::password_hash::PasswordVerifier;
-        assert!(
-            super::hasher()
-                .verify_password(b"correct horse battery", &parsed)
-                .is_ok()
-        );
-        assert!(super::hasher().verify_password(b"wrong", &parsed).is_err());
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod model;
+pub mod password;
 pub mod routes;
 pub mod store;
 

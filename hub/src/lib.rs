@@ -113,6 +113,7 @@ pub async fn run(
         }
     };
     let stop_worker = tokio_util::sync::CancellationToken::new();
+    let flusher = tokio::spawn(sync::flush_others(hub.clone(), stop_worker.clone()));
     let worker = tokio::spawn(payments::worker::run(
         hub.clone(),
         provider,
@@ -155,6 +156,7 @@ pub async fn run(
         .await?;
     stop_worker.cancel();
     let _ = worker.await;
+    let _ = flusher.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,14 +21,13 @@ use crate::store::{catalog, changes, nodes, orders, stock, users};
 const SALES_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Applies a batch of a node's changes; entries at or below the node's cursor are replays and
-/// are skipped, so a batch re-sent after a reconnect changes nothing twice. Returns the new
-/// cursor (to acknowledge once the transaction has committed).
+/// are skipped, so a batch re-sent after a reconnect changes nothing twice.
 pub fn apply_batch(
     conn: &Connection,
     clock: &Clock,
     node: &ActorId,
     batch: &[pb::Change],
-) -> Result<i64> {
+) -> Result<Applied> {
     let row = nodes::get(conn, node.as_str())?.ok_or(HubError::NotFound("node"))?;
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
@@ -63,19 +62,33 @@ pub fn apply_batch(
         }
         touched.insert(product);
     }
-    if !touched.is_empty() {
-        let ids = nodes::ids(conn)?;
-        let version = clock.now().to_string();
-        for product in &touched {
-            let counter = stock::load(conn, product)?;
-            stock::broadcast_others(conn, product, &counter, &ids, Some(node.as_str()), &version)?;
-        }
-    }
     for product in &handed_back {
         allocate(conn, clock, product)?;
     }
     nodes::set_node_cursor(conn, node.as_str(), cursor)?;
-    Ok(cursor)
+    Ok(Applied { cursor, touched })
+}
+
+/// What applying a batch did.
+pub struct Applied {
+    /// The node's new cursor, to acknowledge once committed.
+    pub cursor: i64,
+    /// Products whose global stock changed: the other nodes must hear of it (coalesced, see
+    /// [`flush_others`]).
+    pub touched: BTreeSet<String>,
+}
+
+/// Tells every node the other actors' net stock of `products`. Called for the products that
+/// changed since the last call, at most every few hundred milliseconds: a busy node's sales
+/// would otherwise send every other node an update per product per batch.
+pub fn flush_others(conn: &Connection, clock: &Clock, products: &BTreeSet<String>) -> Result<()> {
+    let ids = nodes::ids(conn)?;
+    let version = clock.now().to_string();
+    for product in products {
+        let counter = stock::load(conn, product)?;
+        stock::broadcast_others(conn, product, &counter, &ids, None, &version)?;
+    }
+    Ok(())
 }
 
 fn apply_one(

@@ -1,6 +1,6 @@
 //! The hub's shared state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,8 @@ pub struct Hub {
     // A std Mutex: held only to insert/remove/read a map entry, never across an await.
     live: Arc<Mutex<HashMap<String, u64>>>,
     sessions: Arc<AtomicU64>,
+    /// Products whose global stock changed and whose `stock_others` updates are not sent yet.
+    dirty: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Hub {
@@ -28,6 +30,7 @@ impl Hub {
             admin_token: admin_token.into(),
             live: Arc::default(),
             sessions: Arc::default(),
+            dirty: Arc::default(),
         }
     }
 
@@ -47,6 +50,19 @@ impl Hub {
         if live.get(node) == Some(&session) {
             live.remove(node);
         }
+    }
+
+    pub fn mark_dirty(&self, products: BTreeSet<String>) {
+        if !products.is_empty() {
+            self.dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(products);
+        }
+    }
+
+    pub fn take_dirty(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn is_connected(&self, node: &str) -> bool {

@@ -152,10 +152,12 @@ async fn receive_loop(
                     return Err(Status::invalid_argument("changes: batch too large"));
                 }
                 let (clock, n) = (hub.clock.clone(), node.clone());
-                let cursor = hub
+                let applied = hub
                     .db
                     .write(move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes))
                     .await?;
+                let cursor = applied.cursor;
+                hub.mark_dirty(applied.touched);
                 // Acknowledged only now that the transaction has committed.
                 if out
                     .send(msg(hub_message::Msg::Ack(pb::Ack { seq: cursor })))
@@ -225,6 +227,33 @@ async fn receive_loop(
         }
     }
     Ok(())
+}
+
+/// How often changed global stock figures are sent to the nodes (coalesced per product).
+pub const OTHERS_FLUSH: Duration = Duration::from_millis(100);
+
+/// Sends the coalesced `stock_others` updates every `OTHERS_FLUSH` until `stop`.
+pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(OTHERS_FLUSH) => {}
+        }
+        let products = hub.take_dirty();
+        if products.is_empty() {
+            continue;
+        }
+        let clock = hub.clock.clone();
+        let retry = products.clone();
+        if let Err(e) = hub
+            .db
+            .write(move |tx| replication::flush_others(tx, &clock, &products))
+            .await
+        {
+            tracing::error!(error = %e, "sending stock figures to the nodes");
+            hub.mark_dirty(retry);
+        }
+    }
 }
 
 /// Streams the hub's changes for `node` from `cursor`, waking on every committed write, with a

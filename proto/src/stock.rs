@@ -6,7 +6,7 @@
 use crdts::{CmRDT, Dot, VClock};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ActorId;
+use crate::ids::{ActorId, IdError};
 
 /// A state-based CRDT.
 ///
@@ -31,6 +31,31 @@ pub enum EntryKey {
     Dec(ActorId),
     /// Selling rights `from` handed to `to`.
     Xfer { from: ActorId, to: ActorId },
+}
+
+impl EntryKey {
+    /// The key as three columns `(kind, actor, target)` — `inc`/`dec` with an empty target, or
+    /// `xfer` with `actor` = from and `target` = to — the shape both sides store cells in.
+    pub fn parts(&self) -> (&'static str, &str, &str) {
+        match self {
+            EntryKey::Inc(a) => ("inc", a.as_str(), ""),
+            EntryKey::Dec(a) => ("dec", a.as_str(), ""),
+            EntryKey::Xfer { from, to } => ("xfer", from.as_str(), to.as_str()),
+        }
+    }
+
+    /// The inverse of [`EntryKey::parts`].
+    pub fn from_parts(kind: &str, actor: &str, target: &str) -> Result<EntryKey, IdError> {
+        let actor = ActorId::parse(actor)?;
+        Ok(match kind {
+            "inc" => EntryKey::Inc(actor),
+            "dec" => EntryKey::Dec(actor),
+            _ => EntryKey::Xfer {
+                from: actor,
+                to: ActorId::parse(target)?,
+            },
+        })
+    }
 }
 
 /// One grow-only cell and its value; this is the delta the sync stream ships. Applying it
@@ -297,6 +322,24 @@ impl From<BoundedCounter> for Vec<Entry> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn entry_keys_round_trip_through_their_columns() {
+        let a = ActorId::parse("store-1").unwrap();
+        for key in [
+            EntryKey::Inc(a.clone()),
+            EntryKey::Dec(a.clone()),
+            EntryKey::Xfer {
+                from: a.clone(),
+                to: ActorId::hub(),
+            },
+        ] {
+            let (kind, actor, target) = key.parts();
+            assert_eq!(EntryKey::from_parts(kind, actor, target).unwrap(), key);
+        }
+        assert!(EntryKey::from_parts("inc", "bad actor!", "").is_err());
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -8,14 +8,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::changes;
 use crate::error::{HubError, Result};
 
-fn key_parts(key: &EntryKey) -> (&'static str, &str, &str) {
-    match key {
-        EntryKey::Inc(a) => ("inc", a.as_str(), ""),
-        EntryKey::Dec(a) => ("dec", a.as_str(), ""),
-        EntryKey::Xfer { from, to } => ("xfer", from.as_str(), to.as_str()),
-    }
-}
-
 pub fn load(conn: &Connection, product_id: &str) -> Result<BoundedCounter> {
     let mut stmt = conn.prepare_cached(
         "SELECT kind, actor, target, value FROM stock_entries WHERE product_id = ?1",
@@ -31,15 +23,8 @@ pub fn load(conn: &Connection, product_id: &str) -> Result<BoundedCounter> {
     let mut entries = Vec::new();
     for row in rows {
         let (kind, actor, target, value) = row?;
-        let actor = ActorId::parse(&actor).map_err(|e| HubError::Internal(e.to_string()))?;
-        let key = match kind.as_str() {
-            "inc" => EntryKey::Inc(actor),
-            "dec" => EntryKey::Dec(actor),
-            _ => EntryKey::Xfer {
-                from: actor,
-                to: ActorId::parse(&target).map_err(|e| HubError::Internal(e.to_string()))?,
-            },
-        };
+        let key = EntryKey::from_parts(&kind, &actor, &target)
+            .map_err(|e| HubError::Internal(e.to_string()))?;
         entries.push(Entry {
             key,
             value: u64::try_from(value).unwrap_or(0),
@@ -50,7 +35,7 @@ pub fn load(conn: &Connection, product_id: &str) -> Result<BoundedCounter> {
 
 /// Max-merges one cell. Returns by how much it grew (0 for a replay or a stale cell).
 pub fn merge_cell(conn: &Connection, product_id: &str, entry: &Entry) -> Result<u64> {
-    let (kind, actor, target) = key_parts(&entry.key);
+    let (kind, actor, target) = entry.key.parts();
     let value =
         i64::try_from(entry.value).map_err(|_| HubError::invalid("entry.value", "too large"))?;
     let old: i64 = conn

@@ -205,17 +205,8 @@ fn load_counter(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
     let mut entries = Vec::new();
     for row in rows {
         let (kind, actor, target, value) = row?;
-        let actor =
-            ActorId::parse(&actor).map_err(|e| Error::Internal(format!("stored actor: {e}")))?;
-        let key = match kind.as_str() {
-            "inc" => EntryKey::Inc(actor),
-            "dec" => EntryKey::Dec(actor),
-            _ => EntryKey::Xfer {
-                from: actor,
-                to: ActorId::parse(&target)
-                    .map_err(|e| Error::Internal(format!("stored actor: {e}")))?,
-            },
-        };
+        let key = EntryKey::from_parts(&kind, &actor, &target)
+            .map_err(|e| Error::Internal(format!("stored cell: {e}")))?;
         entries.push(Entry {
             key,
             value: u64::try_from(value).unwrap_or(0),
@@ -226,11 +217,7 @@ fn load_counter(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
 
 /// Max-merges one cell into storage (a cell never shrinks, so replays are harmless).
 fn save_entry(tx: &Tx, product_id: Uuid, entry: &Entry) -> Result<()> {
-    let (kind, actor, target) = match &entry.key {
-        EntryKey::Inc(a) => ("inc", a.as_str(), ""),
-        EntryKey::Dec(a) => ("dec", a.as_str(), ""),
-        EntryKey::Xfer { from, to } => ("xfer", from.as_str(), to.as_str()),
-    };
+    let (kind, actor, target) = entry.key.parts();
     let value = i64::try_from(entry.value).map_err(|_| Error::invalid("quantity", "too large"))?;
     tx.prepare_cached(
         "INSERT INTO stock_entries (product_id, kind, actor, target, value) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -621,9 +621,20 @@ async fn bad_tokens_and_versions_are_refused() {
     let admin = login(&client, &node, ADMIN_EMAIL, ADMIN_PASSWORD)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the node has tried (and been refused) twice, then look.
+    wait_until(
+        CONVERGE,
+        "the hub to refuse the intruder's stream twice",
+        || async { (hub.proc.log().matches("refused a call").count() >= 2).then_some(()) },
+        || async { format!("hub:\n{}\nnode:\n{}", hub.proc.log(), node.proc.log()) },
+    )
+    .await;
+    assert!(
+        node.proc.log().contains("Unauthenticated") || node.proc.log().contains("valid node token")
+    );
     let status = get_json_auth(&client, node.url("/v1/sync/status"), &admin).await;
     assert_eq!(status["hub_connected"], false);
+    assert_eq!(status["mode"], "disconnected");
     assert!(!hub.proc.log().contains("not-the-node-token-123"));
     assert!(!node.proc.log().contains("not-the-node-token-123"));
     let mut admin_nodes = pb::node_admin_client::NodeAdminClient::with_interceptor(

@@ -320,3 +320,99 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// --- HTTP helpers against a node's storefront API -----------------------------------------
+
+use reqwest::Client;
+use serde_json::{Value, json};
+
+/// GET a JSON body; `None` unless 2xx.
+pub async fn get_json(client: &Client, url: String) -> Option<Value> {
+    let r = client.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// (available_here, global) of a product at a node, once the node knows the product.
+pub async fn stock_at(client: &Client, node: &TestNode, product: &str) -> Option<(i64, i64)> {
+    let p = get_json(client, node.url(&format!("/v1/products/{product}"))).await?;
+    Some((
+        p["stock"]["available_here"].as_i64()?,
+        p["stock"]["global"].as_i64()?,
+    ))
+}
+
+/// Registers a customer (password `shopper-pass-1`); returns the token.
+pub async fn register(client: &Client, node: &TestNode, email: &str) -> String {
+    let r = client
+        .post(node.url("/v1/users"))
+        .json(&json!({"email": email, "name": "Shopper", "password": "shopper-pass-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Logs in; `None` unless 200.
+pub async fn login(
+    client: &Client,
+    node: &TestNode,
+    email: &str,
+    password: &str,
+) -> Option<String> {
+    let r = client
+        .post(node.url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    Some(r.json::<Value>().await.ok()?["token"].as_str()?.to_string())
+}
+
+/// Places a one-line order; returns status and body.
+pub async fn order(
+    client: &Client,
+    node: &TestNode,
+    token: &str,
+    product: &str,
+    qty: i64,
+) -> (u16, Value) {
+    let r = client
+        .post(node.url("/v1/orders"))
+        .bearer_auth(token)
+        .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GET a JSON body with a bearer token.
+pub async fn get_json_auth(client: &Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Signs in the bootstrap admin the harness creates on every node.
+pub async fn admin_login(client: &Client, node: &TestNode) -> String {
+    login(client, node, ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("the bootstrap admin signs in")
+}

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, TestHub, TestNode, wait_until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, TestHub, TestNode, get_json_auth, login,
+    order, register, stock_at, wait_until,
 };
 use edgecart_proto::pb;
 use reqwest::Client;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::transport::Channel;
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -36,68 +37,6 @@ async fn admin_clients(hub: &TestHub) -> (Catalog, Inventory, Orders) {
         ),
         pb::order_admin_client::OrderAdminClient::with_interceptor(ch, AdminToken(ADMIN_TOKEN)),
     )
-}
-
-async fn get_json(client: &Client, url: String) -> Option<Value> {
-    let r = client.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.json().await.ok()
-}
-
-/// (available_here, global) of a product at a node, once the node knows the product.
-async fn stock_at(client: &Client, node: &TestNode, product: &str) -> Option<(i64, i64)> {
-    let p = get_json(client, node.url(&format!("/v1/products/{product}"))).await?;
-    Some((
-        p["stock"]["available_here"].as_i64()?,
-        p["stock"]["global"].as_i64()?,
-    ))
-}
-
-async fn register(client: &Client, node: &TestNode, email: &str) -> String {
-    let r = client
-        .post(node.url("/v1/users"))
-        .json(&json!({"email": email, "name": "Shopper", "password": "shopper-pass-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn login(client: &Client, node: &TestNode, email: &str, password: &str) -> Option<String> {
-    let r = client
-        .post(node.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    Some(r.json::<Value>().await.ok()?["token"].as_str()?.to_string())
-}
-
-async fn order(
-    client: &Client,
-    node: &TestNode,
-    token: &str,
-    product: &str,
-    qty: i64,
-) -> (u16, Value) {
-    let r = client
-        .post(node.url("/v1/orders"))
-        .bearer_auth(token)
-        .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn create_product(catalog: &mut Catalog, name: &str, price: i64) -> String {
@@ -422,18 +361,6 @@ async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after
     let mut ids: Vec<_> = all.orders.iter().map(|o| o.id.clone()).collect();
     ids.dedup();
     assert_eq!(ids.len() as i64, sold_total, "no order twice");
-}
-
-async fn get_json_auth(client: &Client, url: String, token: &str) -> Value {
-    client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

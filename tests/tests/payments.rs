@@ -9,7 +9,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use edgecart_e2e::{ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, wait_until};
+use edgecart_e2e::{
+    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, stock_at, wait_until,
+};
 use edgecart_proto::pb;
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -175,12 +177,7 @@ async fn shop(hub_args: &[&str], node_args: &[&str]) -> Shop {
 }
 
 async fn available(client: &Client, node: &TestNode, product: &str) -> Option<i64> {
-    let r = client
-        .get(node.url(&format!("/v1/products/{product}")))
-        .send()
-        .await
-        .ok()?;
-    r.json::<Value>().await.ok()?["stock"]["available_here"].as_i64()
+    stock_at(client, node, product).await.map(|(here, _)| here)
 }
 
 impl Shop {
@@ -487,21 +484,7 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
     let order = s.order(1).await; // 2500
     let (_, payment) = s.pay_card(&order, "tok_visa").await;
     s.wait_order(&order, "paid").await;
-    let admin = s
-        .client
-        .post(s.node.url("/v1/auth/login"))
-        .json(
-            &json!({"email": edgecart_e2e::ADMIN_EMAIL, "password": edgecart_e2e::ADMIN_PASSWORD}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let admin = admin_login(&s.client, &s.node).await;
     let r = s
         .client
         .post(s.node.url(&format!(

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, wait_until,
+    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, order,
+    wait_until,
 };
 use edgecart_proto::hlc::Clock;
 use edgecart_proto::ids::ActorId;
@@ -204,31 +205,6 @@ async fn replayed_out_of_order_malformed_and_forged_messages_change_nothing_twic
     assert!(hub.proc.log().contains("skipped a change"));
 }
 
-async fn admin_token(client: &Client, node: &TestNode) -> String {
-    let r = client
-        .post(node.url("/v1/auth/login"))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn get(client: &Client, url: String, token: &str) -> Value {
-    client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are_compacted() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,14 +269,14 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(place(&client, &node, &token, &product, 2).await, 201);
-    let admin = admin_token(&client, &node).await;
+    assert_eq!(order(&client, &node, &token, &product, 2).await.0, 201);
+    let admin = admin_login(&client, &node).await;
     // Once the hub has everything, the node's log is compacted down to its newest entry.
     wait_until(
         CONVERGE,
         "the hub to acknowledge everything",
         || async {
-            let s = get(&client, node.url("/v1/sync/status"), &admin).await;
+            let s = get_json_auth(&client, node.url("/v1/sync/status"), &admin).await;
             (s["pending_changes"] == 0 && s["hub_connected"] == true).then_some(s)
         },
         || async { node.proc.log() },
@@ -313,13 +289,14 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
     let backup = dir.path().join("backup.db");
     checkpoint_copy(&node_dir, &db, &backup);
     node.restart();
-    let admin = admin_token(&client, &node).await;
-    assert_eq!(place(&client, &node, &token, &product, 3).await, 201);
+    let admin = admin_login(&client, &node).await;
+    assert_eq!(order(&client, &node, &token, &product, 3).await.0, 201);
     wait_until(
         CONVERGE,
         "the sale after the backup to reach the hub",
         || async {
-            (get(&client, node.url("/v1/sync/status"), &admin).await["pending_changes"] == 0)
+            (get_json_auth(&client, node.url("/v1/sync/status"), &admin).await["pending_changes"]
+                == 0)
                 .then_some(())
         },
         || async { node.proc.log() },
@@ -364,7 +341,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         "the hub detected the restore"
     );
     // New sales after the restore are not mistaken for replays.
-    assert_eq!(place(&client, &node, &token, &product, 1).await, 201);
+    assert_eq!(order(&client, &node, &token, &product, 1).await.0, 201);
     wait_until(
         CONVERGE,
         "the post-restore sale at the hub",
@@ -385,19 +362,6 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
         || async { hub.proc.log() },
     )
     .await;
-}
-
-/// Places an order; returns the status code.
-async fn place(client: &Client, node: &TestNode, token: &str, product: &str, qty: i64) -> u16 {
-    client
-        .post(node.url("/v1/orders"))
-        .bearer_auth(token)
-        .json(&json!({"items": [{"product_id": product, "quantity": qty}]}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Copies a stopped node's database, folding the WAL in first so the copy is complete.

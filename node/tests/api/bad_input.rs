@@ -455,12 +455,8 @@ async fn other_users_records_are_not_found() {
         .unwrap();
     problem(r, 404, None).await;
     let r = app
-        .client
-        .post(app.url(&format!("/v1/orders/{order_id}/cancel")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(&format!("/v1/orders/{order_id}/cancel"), &bob)
+        .await;
     problem(r, 404, None).await;
     problem(
         app.post(

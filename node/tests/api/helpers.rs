@@ -132,6 +132,16 @@ impl TestApp {
         req.send().await.expect("POST")
     }
 
+    /// POST without a body (e.g. `/cancel`).
+    pub async fn post_empty(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
         let mut req = self.client.patch(self.url(path)).json(body);
         if let Some(t) = token {

@@ -157,12 +157,8 @@ async fn a_full_shop_day() {
     assert_eq!(still["status"], "pending_payment");
     assert_eq!(app.stock(&green_id).await, (5, 5));
     let cancelled = json_of(
-        app.client
-            .post(app.url(&format!("/v1/orders/{order2_id}/cancel")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.post_empty(&format!("/v1/orders/{order2_id}/cancel"), &token)
+            .await,
         200,
     )
     .await;
@@ -175,12 +171,8 @@ async fn a_full_shop_day() {
     );
     // Cancelling again is an illegal transition.
     problem(
-        app.client
-            .post(app.url(&format!("/v1/orders/{order2_id}/cancel")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.post_empty(&format!("/v1/orders/{order2_id}/cancel"), &token)
+            .await,
         409,
         None,
     )
@@ -375,12 +367,8 @@ async fn cancelling_a_paid_order_refunds_it_and_refunds_are_bounded() {
     .await;
     assert_eq!(app.stock(&product).await.0, 2);
     let cancelled = json_of(
-        app.client
-            .post(app.url(&format!("/v1/orders/{order_id}/cancel")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.post_empty(&format!("/v1/orders/{order_id}/cancel"), &token)
+            .await,
         200,
     )
     .await;

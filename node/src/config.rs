@@ -89,6 +89,17 @@ pub struct Config {
     #[arg(long, env = "EDGECART_READERS", default_value_t = 4)]
     pub readers: usize,
 
+    /// Testing only: shift this node's wall clock by this many milliseconds (negative = behind),
+    /// to rehearse a store whose clock is off. Hidden from `--help`.
+    #[arg(
+        long,
+        env = "EDGECART_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        hide = true
+    )]
+    pub clock_offset_ms: i64,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "EDGECART_LOG_JSON")]
     pub log_json: bool,

@@ -73,7 +73,10 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         readers: config.readers,
     })
     .context("opening the database")?;
-    let clock = Clock::new(node_id.clone());
+    time::set_offset_ms(config.clock_offset_ms);
+    let clock = Clock::with_time_source(node_id.clone(), || {
+        u64::try_from(time::now_ms()).unwrap_or(0)
+    });
     // The clock must never run behind what this node already wrote (e.g. after a restart on a
     // machine whose wall clock went back).
     if let Some(last) = db.read(sync::changelog::last_version).await?

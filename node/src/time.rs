@@ -1,10 +1,24 @@
 //! Wall-clock helpers: the API speaks RFC 3339, the database stores unix milliseconds.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// Milliseconds added to the host's wall clock everywhere this node reads it (timestamps, the
+/// HLC, token issue and expiry). Zero in production; the reliability suite sets it (through the
+/// hidden `--clock-offset-ms` flag) to run a node whose clock is minutes off.
+static OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts this process's wall clock by `ms` (testing only; see [`OFFSET_MS`]).
+pub fn set_offset_ms(ms: i64) {
+    OFFSET_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The node's wall clock in unix milliseconds.
 pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+        + OFFSET_MS.load(Ordering::Relaxed)
 }
 
 /// Formats unix milliseconds as RFC 3339 (UTC); out-of-range values fall back to the epoch.

@@ -9,6 +9,9 @@
 //! - `src/bin/edgecart-local.rs`: the README's run command (a hub and two nodes in one process).
 //! - `tests/cluster.rs`: the cross-process tests.
 
+pub mod chaos;
+pub mod provider;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,7 +56,12 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(binary: &str, args: &[String], marker: &str) -> Proc {
-        let mut child = Command::new(bin(binary))
+        Self::spawn_cmd(binary, Command::new(bin(binary)), args, marker)
+    }
+
+    /// Spawns `cmd` (the binary, or a wrapper that ends by exec-ing it) with `args` appended.
+    fn spawn_cmd(binary: &str, mut cmd: Command, args: &[String], marker: &str) -> Proc {
+        let mut child = cmd
             .args(args)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
@@ -102,6 +110,15 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Proc {
@@ -125,6 +142,7 @@ pub struct TestHub {
     pub dir: PathBuf,
     port: u16,
     extra: Vec<String>,
+    tmpfs: Option<u64>,
 }
 
 impl TestHub {
@@ -139,6 +157,17 @@ impl TestHub {
 
     /// Starts with extra command-line arguments (kept across restarts).
     pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> TestHub {
+        Self::start_full(dir, port, extra, None)
+    }
+
+    /// Starts the hub with its data dir on a private tmpfs of `bytes` (a mount namespace of its
+    /// own, through `unshare`), so a test can fill its disk: see [`TestHub::disk_path`]. The data
+    /// lives as long as the process.
+    pub fn start_on_tmpfs(dir: &Path, bytes: u64, extra: &[&str]) -> TestHub {
+        Self::start_full(dir, 0, extra, Some(bytes))
+    }
+
+    fn start_full(dir: &Path, port: u16, extra: &[&str], tmpfs: Option<u64>) -> TestHub {
         let mut args: Vec<String> = [
             "--data-dir",
             dir.to_str().expect("utf-8 path"),
@@ -154,14 +183,46 @@ impl TestHub {
         .collect();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().cloned());
-        let proc = Proc::spawn("edgecart-hub", &args, "listening on grpc://");
+        let proc = match tmpfs {
+            None => Proc::spawn("edgecart-hub", &args, "listening on grpc://"),
+            Some(bytes) => {
+                std::fs::create_dir_all(dir).expect("hub dir");
+                // A user + mount namespace (works unprivileged where user namespaces are
+                // enabled), a tmpfs over the data dir, then exec the hub: its pid stays the
+                // child's pid, so kill9 and /proc/<pid>/root reach the hub itself.
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg(format!(
+                        "mount -t tmpfs -o size={bytes} tmpfs \"$0\" && exec \"$@\""
+                    ))
+                    .arg(dir)
+                    .arg(bin("edgecart-hub"));
+                Proc::spawn_cmd("edgecart-hub", cmd, &args, "listening on grpc://")
+            }
+        };
         let port = proc.addr.port();
         TestHub {
             proc,
             dir: dir.to_path_buf(),
             port,
             extra,
+            tmpfs,
         }
+    }
+
+    /// The hub's data dir as seen from outside its mount namespace (the tmpfs when started with
+    /// [`TestHub::start_on_tmpfs`]).
+    pub fn disk_path(&self) -> PathBuf {
+        match self.tmpfs {
+            None => self.dir.clone(),
+            Some(_) => PathBuf::from(format!("/proc/{}/root", self.proc.pid()))
+                .join(self.dir.strip_prefix("/").unwrap_or(&self.dir)),
+        }
+    }
+
+    /// The hub's database file (see [`TestHub::disk_path`]).
+    pub fn db_path(&self) -> PathBuf {
+        self.disk_path().join("edgecart-hub.db")
     }
 
     pub fn url(&self) -> String {
@@ -174,6 +235,10 @@ impl TestHub {
 
     pub fn restart(&mut self) {
         self.proc.kill9();
+        assert!(
+            self.tmpfs.is_none(),
+            "a hub on tmpfs loses its data when it stops"
+        );
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         *self = TestHub::start_with(&self.dir.clone(), self.port, &extra);
     }
@@ -228,13 +293,25 @@ impl TestNode {
         token: &str,
         extra: &[&str],
     ) -> TestNode {
+        Self::start_on(id, dir, 0, hub_url, token, extra)
+    }
+
+    fn start_on(
+        id: &str,
+        dir: &Path,
+        port: u16,
+        hub_url: Option<&str>,
+        token: &str,
+        extra: &[&str],
+    ) -> TestNode {
+        let http_addr = format!("127.0.0.1:{port}");
         let mut args: Vec<String> = [
             "--node-id",
             id,
             "--data-dir",
             dir.to_str().expect("utf-8 path"),
             "--http-addr",
-            "127.0.0.1:0",
+            &http_addr,
             "--jwt-secret",
             JWT_SECRET,
             "--admin-email",
@@ -278,8 +355,15 @@ impl TestNode {
         self.proc.kill9();
     }
 
+    /// The node's database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("edgecart-node.db")
+    }
+
+    /// Kills the node (if running) and starts it again on the same port and data dir.
     pub fn restart(&mut self) {
         self.proc.kill9();
+        let port = self.proc.addr.port();
         let (id, dir, hub, token) = (
             self.id.clone(),
             self.dir.clone(),
@@ -288,7 +372,7 @@ impl TestNode {
         );
         let extra = self.extra.clone();
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        *self = TestNode::start_with(&id, &dir, hub.as_deref(), &token, &extra);
+        *self = TestNode::start_on(&id, &dir, port, hub.as_deref(), &token, &extra);
     }
 }
 

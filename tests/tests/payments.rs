@@ -1,14 +1,9 @@
 //! The payment saga across node, hub and a real HTTP payment provider: charge once, decline and
 //! compensate, store-and-forward while offline, refunds, reconciliation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use edgecart_e2e::provider::Provider;
 use edgecart_e2e::{
     ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, stock_at, wait_until,
 };
@@ -17,87 +12,6 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-/// A payment provider on loopback: one charge per idempotency key, and a configurable number
-/// of 500s first.
-#[derive(Clone, Default)]
-struct Provider {
-    inner: Arc<Mutex<ProviderState>>,
-}
-
-#[derive(Default)]
-struct ProviderState {
-    fail_next: u32,
-    requests: u32,
-    charges: HashMap<String, Value>,
-    refunds: HashMap<String, Value>,
-}
-
-async fn charge(
-    State(p): State<Provider>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    let mut s = p.inner.lock().unwrap();
-    s.requests += 1;
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk_test_key") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "auth", "message": "bad key"}})),
-        );
-    }
-    if s.fail_next > 0 {
-        s.fail_next -= 1;
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
-    }
-    if body["source"] == "tok_decline" {
-        return (
-            StatusCode::PAYMENT_REQUIRED,
-            Json(json!({"error": {"code": "card_declined", "message": "no"}})),
-        );
-    }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let n = s.charges.len();
-    let charge = s.charges.entry(key).or_insert_with(
-        || json!({"id": format!("ch_{n}"), "status": "succeeded", "amount": body["amount"]}),
-    );
-    (StatusCode::OK, Json(charge.clone()))
-}
-
-async fn refund(
-    State(p): State<Provider>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    let mut s = p.inner.lock().unwrap();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let n = s.refunds.len();
-    let r = s.refunds.entry(key).or_insert_with(
-        || json!({"id": format!("re_{n}"), "status": "succeeded", "amount": body["amount"]}),
-    );
-    (StatusCode::OK, Json(r.clone()))
-}
-
-async fn start_provider(fail_first: u32) -> (String, Provider) {
-    let p = Provider::default();
-    p.inner.lock().unwrap().fail_next = fail_first;
-    let app = axum::Router::new()
-        .route("/v1/charges", post(charge))
-        .route("/v1/refunds", post(refund))
-        .with_state(p.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, p)
-}
 
 struct Shop {
     _dir: tempfile::TempDir,
@@ -255,19 +169,10 @@ impl Shop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_payment_is_charged_once_through_the_http_provider_despite_500s_and_a_hub_restart() {
-    let (url, provider) = start_provider(2).await;
-    let mut s = shop(
-        &[
-            "--payment-provider",
-            "http",
-            "--provider-url",
-            &url,
-            "--provider-key",
-            "sk_test_key",
-        ],
-        &[],
-    )
-    .await;
+    let (url, provider) = Provider::start(2).await;
+    let hub_args = Provider::hub_args(&url);
+    let hub_args: Vec<&str> = hub_args.iter().map(String::as_str).collect();
+    let mut s = shop(&hub_args, &[]).await;
     let order = s.order(1).await;
     let (status, payment) = s.pay_card(&order, "tok_visa").await;
     assert_eq!(status, 201, "{payment}");
@@ -278,7 +183,7 @@ async fn a_card_payment_is_charged_once_through_the_http_provider_despite_500s_a
     let paid = s.wait_order(&order, "paid").await;
     assert_eq!(paid["payments"][0]["status"], "captured");
     {
-        let p = provider.inner.lock().unwrap();
+        let p = provider.state();
         assert_eq!(p.charges.len(), 1, "one charge");
         assert!(
             p.charges.contains_key(payment["id"].as_str().unwrap()),
@@ -291,7 +196,7 @@ async fn a_card_payment_is_charged_once_through_the_http_provider_despite_500s_a
     let order2 = s.order(1).await;
     s.pay_card(&order2, "tok_visa").await;
     s.wait_order(&order2, "paid").await;
-    let p = provider.inner.lock().unwrap();
+    let p = provider.state();
     assert_eq!(
         p.charges.len(),
         2,

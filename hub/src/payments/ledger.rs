@@ -244,7 +244,9 @@ fn backoff_ms(attempts: i64) -> i64 {
 }
 
 /// Records a charge's outcome (only while still pending: a replayed outcome changes nothing)
-/// and tells the owning node.
+/// and tells the owning node. A charge that succeeded after the node voided the payment (the
+/// order was cancelled while the charge was in flight) is recorded as captured all the same:
+/// the money was taken, and the node refunds it in full when the outcome arrives.
 pub fn settle_charge(
     conn: &Connection,
     id: &str,
@@ -255,7 +257,8 @@ pub fn settle_charge(
     let Some(p) = get(conn, id)? else {
         return Ok(());
     };
-    if p.status != "pending" {
+    let in_flight_when_voided = p.status == "voided" && captured.is_some();
+    if p.status != "pending" && !in_flight_when_voided {
         return Ok(());
     }
     let status = if captured.is_some() {

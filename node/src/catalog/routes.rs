@@ -14,9 +14,10 @@ use super::model::{
 };
 use super::store::{self, ProductPatch, ProductRow};
 use crate::error::{Error, Problem, Result};
-use crate::http::extract::{ApiJson, ApiQuery, PathId};
+use crate::http::extract::{ApiJson, ApiQuery, IdempotencyKey, PathId};
 use crate::http::money::MoneyDto;
 use crate::http::page::{Page, PageParams, PageRequest};
+use crate::idempotency::{self, Stored};
 use crate::state::AppState;
 use crate::users::AuthUser;
 
@@ -280,7 +281,9 @@ async fn update_product(
 
 /// Records units received at this store (admin).
 #[utoipa::path(post, path = "/v1/products/{id}/stock", tag = "catalog", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ReceiveStockRequest,
+    params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
+    request_body = ReceiveStockRequest,
     responses((status = 200, body = StockView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
@@ -288,8 +291,9 @@ async fn receive_stock(
     State(state): State<AppState>,
     auth: AuthUser,
     PathId(id): PathId,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(req): ApiJson<ReceiveStockRequest>,
-) -> Result<Json<StockView>> {
+) -> Result<Stored> {
     auth.require_admin()?;
     const MAX_DELTA: i64 = 1_000_000_000;
     if req.delta == 0 || req.delta.abs() > MAX_DELTA {
@@ -299,25 +303,35 @@ async fn receive_stock(
         ));
     }
     let st = state.clone();
-    let view = state
+    let canonical = format!("{id}:{}", req.delta);
+    state
         .db
         .write(move |tx| {
-            if store::sellable(tx, id)?.is_none() {
-                return Err(Error::NotFound("product"));
-            }
-            let version = st.clock.now();
-            let ctx = StockCtx {
-                node: &st.node_id,
-                version: &version,
-                low_stock_threshold: st.low_stock_threshold,
-            };
-            let qty = req.delta.unsigned_abs();
-            if req.delta > 0 {
-                inventory::receive(tx, &ctx, id, qty)
-            } else {
-                inventory::consume(tx, &ctx, id, qty)
-            }
+            idempotency::once(
+                tx,
+                auth.id,
+                "stock-receipts",
+                key.as_deref(),
+                &canonical,
+                StatusCode::OK,
+                || {
+                    if store::sellable(tx, id)?.is_none() {
+                        return Err(Error::NotFound("product"));
+                    }
+                    let version = st.clock.now();
+                    let ctx = StockCtx {
+                        node: &st.node_id,
+                        version: &version,
+                        low_stock_threshold: st.low_stock_threshold,
+                    };
+                    let qty = req.delta.unsigned_abs();
+                    if req.delta > 0 {
+                        inventory::receive(tx, &ctx, id, qty)
+                    } else {
+                        inventory::consume(tx, &ctx, id, qty)
+                    }
+                },
+            )
         })
-        .await?;
-    Ok(Json(view))
+        .await
 }

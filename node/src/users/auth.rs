@@ -45,6 +45,9 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 5;
+        // Expiry is checked against the node's own clock in `verify`, the same clock that
+        // issued the token (jsonwebtoken would read the host clock directly).
+        validation.validate_exp = false;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -69,6 +72,10 @@ impl JwtKeys {
     fn verify(&self, token: &str) -> Result<Uuid> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| Error::Unauthorized("invalid or expired token"))?;
+        let now = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
+        if data.claims.exp.saturating_add(self.validation.leeway) < now {
+            return Err(Error::Unauthorized("invalid or expired token"));
+        }
         Uuid::parse_str(&data.claims.sub).map_err(|_| Error::Unauthorized("invalid token"))
     }
 }

@@ -1,0 +1,459 @@
+//! The workload: shoppers at every store ordering, paying by card or cash and cancelling; staff
+//! receiving stock and editing the catalog at the stores and at the hub; a monitor sampling
+//! stock everywhere. Every operation's outcome is recorded: succeeded, failed (a definite
+//! refusal) or unknown (no answer). An unknown outcome is retried with the same
+//! `Idempotency-Key` until it is known or the run's settle deadline passes, as a real client
+//! would.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgecart_proto::pb;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Cluster;
+use crate::{ADMIN_TOKEN, AdminToken};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    /// A definite refusal with this HTTP status (or gRPC code).
+    Failed(u16),
+    /// No answer, or an answer that does not say (5xx): it may or may not have happened.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderOp {
+    pub store: usize,
+    pub shopper: usize,
+    pub key: String,
+    pub product: String,
+    pub qty: i64,
+    pub outcome: Outcome,
+    pub order_id: Option<String>,
+    pub payment: Option<PaymentOp>,
+    pub cancel: Option<Outcome>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentOp {
+    pub method: &'static str,
+    pub card_token: Option<&'static str>,
+    pub outcome: Outcome,
+    pub payment_id: Option<String>,
+}
+
+/// Units received (at a store, or at the hub when `store` is `None`).
+#[derive(Debug, Clone)]
+pub struct ReceiptOp {
+    pub store: Option<usize>,
+    pub product: String,
+    pub qty: i64,
+    pub outcome: Outcome,
+}
+
+/// Everything the workload did, and what the monitor saw.
+#[derive(Debug, Default)]
+pub struct History {
+    pub orders: Vec<OrderOp>,
+    pub receipts: Vec<ReceiptOp>,
+    /// Catalog edits (where, outcome).
+    pub edits: Vec<(Option<usize>, Outcome)>,
+    /// Negative stock figures seen anywhere at any time (where, product, figure).
+    pub negative: Vec<String>,
+    /// Stock samples taken.
+    pub samples: u64,
+}
+
+impl History {
+    pub fn count(&self, pred: impl Fn(&OrderOp) -> bool) -> usize {
+        self.orders.iter().filter(|o| pred(o)).count()
+    }
+}
+
+/// A running workload; [`Workload::finish`] stops new operations, lets unknown outcomes be
+/// retried until `settle` has passed, and returns the history.
+pub struct Workload {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    history: Arc<Mutex<History>>,
+    give_up: Arc<Mutex<Option<Instant>>>,
+    pub started: Instant,
+}
+
+/// The shared bits every task needs.
+#[derive(Clone)]
+struct Ctx {
+    client: Client,
+    stop: CancellationToken,
+    history: Arc<Mutex<History>>,
+    give_up: Arc<Mutex<Option<Instant>>>,
+    products: Arc<Vec<String>>,
+}
+
+impl Ctx {
+    fn record(&self, f: impl FnOnce(&mut History)) {
+        f(&mut self.history.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Whether an unknown outcome may still be retried.
+    fn may_retry(&self) -> bool {
+        match *self.give_up.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => true,
+            Some(t) => Instant::now() < t,
+        }
+    }
+
+    /// Sends until the outcome is known or retrying is over. `build` makes the same request
+    /// (same idempotency key) each time.
+    async fn send(&self, build: impl Fn() -> RequestBuilder) -> (Outcome, Value) {
+        loop {
+            match build().send().await {
+                Ok(r) if r.status().is_success() => {
+                    return (Outcome::Succeeded, r.json().await.unwrap_or(Value::Null));
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status().as_u16();
+                    return (
+                        Outcome::Failed(status),
+                        r.json().await.unwrap_or(Value::Null),
+                    );
+                }
+                _ => {}
+            }
+            if !self.may_retry() {
+                return (Outcome::Unknown, Value::Null);
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+fn key(rng: &mut StdRng) -> String {
+    format!("{:032x}", rng.random::<u128>())
+}
+
+impl Workload {
+    /// Starts shoppers at every store, staff at every store and at the hub, and the stock
+    /// monitor.
+    pub fn start(cluster: &Cluster) -> Workload {
+        let stop = CancellationToken::new();
+        let history = Arc::new(Mutex::new(History::default()));
+        let give_up = Arc::new(Mutex::new(None));
+        let ctx = Ctx {
+            client: cluster.client.clone(),
+            stop: stop.clone(),
+            history: history.clone(),
+            give_up: give_up.clone(),
+            products: Arc::new(cluster.products.clone()),
+        };
+        let mut tasks = JoinSet::new();
+        for (s, store) in cluster.stores.iter().enumerate() {
+            let base = store.node.base();
+            for (k, (_, token)) in store.shoppers.iter().enumerate() {
+                let rng = StdRng::seed_from_u64(cluster.seed ^ ((s as u64) << 32 | k as u64));
+                tasks.spawn(shopper(ctx.clone(), rng, s, k, base.clone(), token.clone()));
+            }
+            let rng = StdRng::seed_from_u64(cluster.seed ^ (0xA11 << 40 | s as u64));
+            tasks.spawn(store_staff(
+                ctx.clone(),
+                rng,
+                s,
+                base.clone(),
+                store.admin_token.clone(),
+            ));
+        }
+        let rng = StdRng::seed_from_u64(cluster.seed ^ 0xB0B);
+        tasks.spawn(hub_staff(ctx.clone(), rng, cluster.hub.url()));
+        let bases: Vec<String> = cluster.stores.iter().map(|s| s.node.base()).collect();
+        tasks.spawn(monitor(ctx, bases, cluster.hub.url()));
+        Workload {
+            stop,
+            tasks,
+            history,
+            give_up,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops new operations; outcomes still unknown are retried for up to `settle`.
+    pub async fn finish(mut self, settle: Duration) -> History {
+        *self.give_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + settle);
+        self.stop.cancel();
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        std::mem::take(&mut *self.history.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Waits a random pause, or returns false once the run is stopping.
+async fn pause(ctx: &Ctx, rng: &mut StdRng, min_ms: u64, max_ms: u64) -> bool {
+    let d = Duration::from_millis(rng.random_range(min_ms..=max_ms));
+    tokio::select! {
+        _ = ctx.stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn shopper(
+    ctx: Ctx,
+    mut rng: StdRng,
+    store: usize,
+    shopper: usize,
+    base: String,
+    token: String,
+) {
+    while pause(&ctx, &mut rng, 20, 150).await {
+        let product = ctx.products[rng.random_range(0..ctx.products.len())].clone();
+        let qty = rng.random_range(1..=2);
+        let order_key = key(&mut rng);
+        let body = json!({"items": [{"product_id": product, "quantity": qty}]});
+        let (outcome, order) = ctx
+            .send(|| {
+                ctx.client
+                    .post(format!("{base}/v1/orders"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", &order_key)
+                    .json(&body)
+            })
+            .await;
+        let mut op = OrderOp {
+            store,
+            shopper,
+            key: order_key,
+            product,
+            qty,
+            order_id: order["id"].as_str().map(str::to_string),
+            outcome,
+            payment: None,
+            cancel: None,
+        };
+        if let Some(id) = op.order_id.clone() {
+            // Pay: mostly by card (now and then a card that is declined), else cash.
+            let roll = rng.random_range(0..100);
+            let (method, card_token) = match roll {
+                0..=59 => ("card", Some("tok_visa")),
+                60..=64 => ("card", Some("tok_decline")),
+                _ => ("cash", None),
+            };
+            let pay_key = key(&mut rng);
+            let body = match card_token {
+                Some(t) => json!({"method": method, "card_token": t}),
+                None => json!({"method": method}),
+            };
+            let (outcome, payment) = ctx
+                .send(|| {
+                    ctx.client
+                        .post(format!("{base}/v1/orders/{id}/payments"))
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &pay_key)
+                        .json(&body)
+                })
+                .await;
+            op.payment = Some(PaymentOp {
+                method,
+                card_token,
+                payment_id: payment["id"].as_str().map(str::to_string),
+                outcome,
+            });
+            // Some customers change their mind.
+            if rng.random_range(0..100) < 15 {
+                let (outcome, _) = ctx
+                    .send(|| {
+                        ctx.client
+                            .post(format!("{base}/v1/orders/{id}/cancel"))
+                            .bearer_auth(&token)
+                    })
+                    .await;
+                op.cancel = Some(outcome);
+            }
+        }
+        ctx.record(|h| h.orders.push(op));
+    }
+}
+
+async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, token: String) {
+    let mut n = 0;
+    while pause(&ctx, &mut rng, 250, 700).await {
+        n += 1;
+        let product = ctx.products[rng.random_range(0..ctx.products.len())].clone();
+        if rng.random_range(0..100) < 60 {
+            let qty = rng.random_range(1..=3);
+            let receipt_key = key(&mut rng);
+            let (outcome, _) = ctx
+                .send(|| {
+                    ctx.client
+                        .post(format!("{base}/v1/products/{product}/stock"))
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &receipt_key)
+                        .json(&json!({"delta": qty}))
+                })
+                .await;
+            ctx.record(|h| {
+                h.receipts.push(ReceiptOp {
+                    store: Some(store),
+                    product,
+                    qty,
+                    outcome,
+                })
+            });
+        } else {
+            // Setting fields is idempotent by nature: a retry sets the same values.
+            let body = json!({
+                "description": format!("edited at store-{store} #{n}"),
+                "price": {"amount": rng.random_range(400..900), "currency": "USD"},
+            });
+            let (outcome, _) = ctx
+                .send(|| {
+                    ctx.client
+                        .patch(format!("{base}/v1/products/{product}"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                })
+                .await;
+            ctx.record(|h| h.edits.push((Some(store), outcome)));
+        }
+    }
+}
+
+fn grpc_outcome<T>(r: &Result<T, tonic::Status>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Succeeded,
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument | tonic::Code::NotFound
+            ) =>
+        {
+            Outcome::Failed(s.code() as u16)
+        }
+        // Unavailable and friends: the request may or may not have been applied.
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+async fn hub_staff(ctx: Ctx, mut rng: StdRng, hub_url: String) {
+    // A lazy channel reconnects by itself after the hub restarts.
+    let channel = tonic::transport::Endpoint::from_shared(hub_url)
+        .expect("hub url")
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        channel.clone(),
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+        channel,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut n = 0;
+    while pause(&ctx, &mut rng, 400, 1000).await {
+        n += 1;
+        let product = ctx.products[rng.random_range(0..ctx.products.len())].clone();
+        if rng.random_range(0..100) < 60 {
+            let qty = rng.random_range(2..=6);
+            let r = inventory
+                .receive_stock(pb::ReceiveStockRequest {
+                    product_id: product.clone(),
+                    quantity: qty,
+                })
+                .await;
+            let outcome = grpc_outcome(&r);
+            ctx.record(|h| {
+                h.receipts.push(ReceiptOp {
+                    store: None,
+                    product,
+                    qty,
+                    outcome,
+                })
+            });
+        } else {
+            let r = catalog
+                .update_product(pb::UpdateProductRequest {
+                    id: product,
+                    name: Some(format!("Chaos item (hub edit #{n})")),
+                    description: Some(format!("edited at the hub #{n}")),
+                    ..Default::default()
+                })
+                .await;
+            let outcome = grpc_outcome(&r);
+            ctx.record(|h| h.edits.push((None, outcome)));
+        }
+    }
+}
+
+/// Samples every product's stock at every store and at the hub until stopped; any negative
+/// figure is recorded.
+async fn monitor(ctx: Ctx, bases: Vec<String>, hub_url: String) {
+    let channel = tonic::transport::Endpoint::from_shared(hub_url)
+        .expect("hub url")
+        .timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        channel,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut rng = StdRng::seed_from_u64(0);
+    while pause(&ctx, &mut rng, 150, 250).await {
+        let mut negative = Vec::new();
+        for product in ctx.products.iter() {
+            for (s, base) in bases.iter().enumerate() {
+                let Ok(r) = ctx
+                    .client
+                    .get(format!("{base}/v1/products/{product}"))
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(p) = r.json::<Value>().await else {
+                    continue;
+                };
+                for field in ["available_here", "global"] {
+                    if let Some(v) = p["stock"][field].as_i64()
+                        && v < 0
+                    {
+                        negative.push(format!("store-{s} {product} {field}={v}"));
+                    }
+                }
+            }
+            if let Ok(level) = inventory
+                .get_stock(pb::GetStockRequest {
+                    product_id: product.clone(),
+                })
+                .await
+            {
+                let level = level.into_inner();
+                if level.global_stock < 0 || level.hub_rights < 0 {
+                    negative.push(format!(
+                        "hub {product} global={} hub_rights={}",
+                        level.global_stock, level.hub_rights
+                    ));
+                }
+                for n in &level.nodes {
+                    if n.rights < 0 {
+                        negative.push(format!(
+                            "hub's view of {} {product} rights={}",
+                            n.node_id, n.rights
+                        ));
+                    }
+                }
+            }
+        }
+        ctx.record(|h| {
+            h.samples += 1;
+            h.negative.extend(negative);
+        });
+    }
+}

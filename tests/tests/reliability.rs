@@ -1,0 +1,208 @@
+//! The reliability suite: edgecart's promises under faults (docs/reliability.md). Each test is
+//! one scenario: a hub and nodes as real processes, a fault-injecting proxy on every node's
+//! link, a seeded workload of shoppers and staff, the faults, then — once faults stop and the
+//! system converges — every check in `edgecart_e2e::chaos::check`. A failure prints the seed;
+//! `CHAOS_SEED=<seed>` reruns the same choices.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use edgecart_e2e::chaos::check::{Expect, assert_promises};
+use edgecart_e2e::chaos::proxy::Fault;
+use edgecart_e2e::chaos::workload::Workload;
+use edgecart_e2e::chaos::{Cluster, ClusterConfig, backup, fill_disk, seed};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Outcomes still unknown when the faults end are retried for this long.
+const SETTLE: Duration = Duration::from_secs(20);
+
+async fn ms(n: u64) {
+    tokio::time::sleep(Duration::from_millis(n)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_killed_and_restarted_under_load() {
+    let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    ms(1500).await;
+    c.hub.kill9();
+    ms(2500).await;
+    c.hub.restart();
+    ms(1500).await;
+    c.hub.restart();
+    ms(2000).await;
+    let h = w.finish(SETTLE).await;
+    assert_promises(&c, &h, Expect::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_killed_mid_order_stream_and_restarted() {
+    let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    for pause in [1200, 900, 1500] {
+        ms(pause).await;
+        c.stores[0].node.kill9();
+        ms(700).await;
+        c.stores[0].node.restart();
+    }
+    ms(1500).await;
+    let h = w.finish(SETTLE).await;
+    assert_promises(
+        &c,
+        &h,
+        Expect {
+            redelivery: true,
+            ..Expect::default()
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_partitioned_for_a_while_then_healed() {
+    let c = Cluster::start(seed(), ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    ms(1000).await;
+    c.stores[1].proxy.set(Fault::Down);
+    ms(4000).await;
+    c.stores[1].proxy.set(Fault::None);
+    ms(1500).await;
+    let h = w.finish(SETTLE).await;
+    assert!(
+        c.stores[1].proxy.stats.resets.load(Ordering::Relaxed) > 0,
+        "the partition cut a live stream"
+    );
+    assert_promises(&c, &h, Expect::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_link_flapping() {
+    let seed = seed();
+    let c = Cluster::start(seed, ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        for s in &c.stores {
+            let f = if s.proxy.fault() == Fault::None {
+                Fault::Down
+            } else {
+                Fault::None
+            };
+            s.proxy.set(f);
+        }
+        ms(rng.random_range(150..=450)).await;
+    }
+    c.heal();
+    let h = w.finish(SETTLE).await;
+    for s in &c.stores {
+        assert!(
+            s.proxy.stats.refused.load(Ordering::Relaxed)
+                + s.proxy.stats.resets.load(Ordering::Relaxed)
+                > 0
+        );
+    }
+    assert_promises(&c, &h, Expect::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_lost_after_the_hub_commits() {
+    let c = Cluster::start(seed(), ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    for s in &c.stores {
+        s.proxy.set(Fault::LoseAcks(50));
+    }
+    ms(7000).await;
+    c.heal();
+    let h = w.finish(SETTLE).await;
+    let lost: u64 = c
+        .stores
+        .iter()
+        .map(|s| s.proxy.stats.acks_lost.load(Ordering::Relaxed))
+        .sum();
+    assert!(
+        lost > 0,
+        "no acknowledgement was lost: the fault did not run"
+    );
+    eprintln!("acknowledgements lost: {lost}");
+    assert_promises(&c, &h, Expect::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_clocks_ten_minutes_off() {
+    let config = ClusterConfig {
+        clock_offsets_ms: vec![10 * 60_000, -10 * 60_000],
+        ..ClusterConfig::default()
+    };
+    let c = Cluster::start(seed(), config).await;
+    let w = Workload::start(&c);
+    // Slow and stalled links on top, so edits cross in flight.
+    c.stores[0]
+        .proxy
+        .set(Fault::Delay(Duration::from_millis(40)));
+    ms(2000).await;
+    c.stores[1].proxy.set(Fault::Stall);
+    ms(2000).await;
+    c.stores[1].proxy.set(Fault::None);
+    ms(2500).await;
+    let h = w.finish(SETTLE).await;
+    assert!(h.edits.iter().filter(|(at, _)| at.is_some()).count() > 0);
+    assert!(h.edits.iter().filter(|(at, _)| at.is_none()).count() > 0);
+    assert_promises(&c, &h, Expect::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restored_from_an_older_copy_of_its_database() {
+    let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
+    let w = Workload::start(&c);
+    ms(1500).await;
+    let copy = c.dir.path().join("store-0-backup.db");
+    backup(&c.stores[0].node.db_path(), &copy);
+    ms(3000).await;
+    let store = &mut c.stores[0].node;
+    store.kill9();
+    let db = store.db_path();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&copy, &db).expect("restore the copy");
+    store.restart();
+    ms(2500).await;
+    let h = w.finish(SETTLE).await;
+    let log = c.stores[0].node.proc.log() + &c.hub.proc.log();
+    assert!(log.contains("restored"), "the restore was not detected");
+    assert_promises(
+        &c,
+        &h,
+        Expect {
+            redelivery: true,
+            restored_node: Some(0),
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_disk_full_for_a_moment() {
+    let config = ClusterConfig {
+        hub_tmpfs: Some(24 << 20),
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::start(seed(), config).await;
+    let w = Workload::start(&c);
+    ms(1500).await;
+    let (ballast, size) = fill_disk(&c.hub.disk_path());
+    eprintln!("hub disk filled with {size} bytes of ballast");
+    ms(3000).await;
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    ms(2000).await;
+    let h = w.finish(SETTLE).await;
+    assert!(c.hub.proc.alive(), "the hub exited:\n{}", c.hub.proc.log());
+    let log = c.hub.proc.log();
+    assert!(
+        log.contains("full"),
+        "the hub never hit the full disk (no write failed)"
+    );
+    assert_promises(&c, &h, Expect::default()).await;
+}

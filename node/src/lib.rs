@@ -74,6 +74,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     })
     .context("opening the database")?;
     time::set_offset_ms(config.clock_offset_ms);
+    let me = node_id.clone();
+    db.write(move |tx| catalog::inventory::remember_boot_cells(tx, &me))
+        .await?;
     let clock = Clock::with_time_source(node_id.clone(), || {
         u64::try_from(time::now_ms()).unwrap_or(0)
     });

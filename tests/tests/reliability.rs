@@ -168,6 +168,7 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     }
     std::fs::copy(&copy, &db).expect("restore the copy");
     store.restart();
+    w.restored(0);
     ms(2500).await;
     let h = w.finish(SETTLE).await;
     let log = c.stores[0].node.proc.log() + &c.hub.proc.log();

@@ -60,9 +60,86 @@ fn view(known: &Known, node: &ActorId) -> StockView {
 
 /// Max-merges a cell received from the hub (a transfer into this node, or on a re-sync this
 /// node's own cell as the hub last saw it) and refreshes the derived stock level.
-pub fn merge_remote(tx: &Tx, node: &ActorId, product_id: Uuid, entry: &Entry) -> Result<()> {
-    save_entry(tx, product_id, entry)?;
+/// Merges a cell from the hub. `version` stamps the change this node reports back when it
+/// re-bases one of its own cells after a restore.
+pub fn merge_remote(
+    tx: &Tx,
+    node: &ActorId,
+    product_id: Uuid,
+    entry: &Entry,
+    version: impl FnOnce() -> Timestamp,
+) -> Result<()> {
+    let (kind, actor, target) = entry.key.parts();
+    let boot: Option<i64> = if actor == node.as_str() {
+        tx.prepare_cached(
+            "DELETE FROM temp.stock_at_boot WHERE product_id = ?1 AND kind = ?2 AND actor = ?3 AND target = ?4
+             RETURNING value",
+        )?
+        .query_row(params![product_id.to_string(), kind, actor, target], |r| r.get(0))
+        .optional()?
+    } else {
+        None
+    };
+    match boot {
+        // Restored from an older copy: the hub's value counts everything this node did before the
+        // copy was lost; what it did since this start (local − boot) comes on top.
+        Some(boot) => {
+            let local: i64 = tx
+                .prepare_cached(
+                    "SELECT value FROM stock_entries
+                     WHERE product_id = ?1 AND kind = ?2 AND actor = ?3 AND target = ?4",
+                )?
+                .query_row(params![product_id.to_string(), kind, actor, target], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(0);
+            let hub =
+                i64::try_from(entry.value).map_err(|_| Error::invalid("quantity", "too large"))?;
+            let rebased = Entry {
+                key: entry.key.clone(),
+                value: (hub.max(boot) + (local - boot).max(0)) as u64,
+            };
+            save_entry(tx, product_id, &rebased)?;
+            if rebased.value > entry.value {
+                changelog::append(
+                    tx,
+                    "stock",
+                    &product_id.to_string(),
+                    &version(),
+                    &json!({ "product_id": product_id, "entry": rebased }),
+                )?;
+            }
+        }
+        None => save_entry(tx, product_id, entry)?,
+    }
     refresh(tx, node, product_id).map(|_| ())
+}
+
+/// Remembers, at start-up, the cells this node itself increments (its `inc`, `dec` and outgoing
+/// `xfer`), in a temporary table of the writer connection. If the hub then says this database
+/// is older than what it acknowledged (restored from a copy), the re-sync adds what was done
+/// since start-up on top of the hub's values instead of max-merging, which would lose it: see
+/// [`merge_remote`]. Otherwise [`forget_boot_cells`] drops them at the first connection.
+pub fn remember_boot_cells(tx: &Tx, node: &ActorId) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS stock_at_boot (
+             product_id TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, target TEXT NOT NULL,
+             value INTEGER NOT NULL, PRIMARY KEY (product_id, kind, actor, target));
+         DELETE FROM temp.stock_at_boot;",
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO temp.stock_at_boot SELECT product_id, kind, actor, target, value
+         FROM main.stock_entries WHERE actor = ?1",
+    )?
+    .execute([node.as_str()])?;
+    Ok(())
+}
+
+/// The hub confirmed this database is not behind it: no re-basing needed.
+pub fn forget_boot_cells(tx: &Tx) -> Result<()> {
+    tx.execute_batch("DELETE FROM temp.stock_at_boot")?;
+    Ok(())
 }
 
 /// Records the other actors' net stock if `version` is newer than what is stored.

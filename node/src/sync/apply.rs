@@ -76,7 +76,7 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
             if catalog::sellable(tx, pid)?.is_none() {
                 return Err(Error::invalid("product_id", "unknown product"));
             }
-            inventory::merge_remote(tx, &st.node_id, pid, &s.entry)?;
+            inventory::merge_remote(tx, &st.node_id, pid, &s.entry, || st.clock.now())?;
         }
         entity::STOCK_OTHERS => {
             let o: StockOthersPayload = parse(json)?;
@@ -92,7 +92,9 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
             crate::payments::service::apply_refund_outcome(tx, st, &parse(json)?)?
         }
         // Orders and payments are owned here; the hub only holds read copies of them.
-        entity::ORDER | entity::PAYMENT => {}
+        // Only ever this node's own records, sent after it was restored from an older copy.
+        entity::ORDER => super::restore::order(tx, st, &parse(json)?)?,
+        entity::PAYMENT => super::restore::payment(tx, &parse(json)?)?,
         other => return Err(Error::invalid("entity", format!("unknown entity {other}"))),
     }
     Ok(())

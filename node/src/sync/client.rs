@@ -142,7 +142,10 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
         let acked = welcome.node_cursor;
         state
             .db
-            .write(move |tx| changelog::acknowledged(tx, acked))
+            .write(move |tx| {
+                changelog::acknowledged(tx, acked)?;
+                crate::catalog::inventory::forget_boot_cells(tx)
+            })
             .await?;
     }
     tracing::info!(hub_release = %welcome.release, node_cursor = welcome.node_cursor, "connected to the hub");

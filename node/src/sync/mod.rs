@@ -6,6 +6,7 @@ pub mod apply;
 pub mod changelog;
 pub mod client;
 pub mod handle;
+pub mod restore;
 pub mod routes;
 
 pub use handle::SyncHandle;

@@ -18,8 +18,9 @@ pub struct Expect {
     /// A node was killed: a notification may reach the relay twice (at-least-once delivery;
     /// the relay drops the repeat by its idempotency key).
     pub redelivery: bool,
-    /// A node was restored from an older copy of its database: orders it took after that copy
-    /// live on as the hub's read copies only (see docs/operations.md).
+    /// A node was restored from an older copy of its database: the notifications and
+    /// idempotency keys it saw after that copy are gone (its orders and payments come back from
+    /// the hub).
     pub restored_node: Option<usize>,
 }
 
@@ -362,11 +363,20 @@ pub async fn violations(
     let mut v = Vec::new();
 
     // Stock: never negative anywhere, at any time we looked.
-    v.extend(
-        h.negative
-            .iter()
-            .map(|n| format!("negative stock seen: {n}")),
-    );
+    // A node restored from an older copy sells with the rights that copy remembers until it has
+    // re-synced, and may sell rights it had already spent (docs/reliability.md, Limits): the
+    // hub's figures can dip below zero until the re-sync. Reported, not counted.
+    if expect.restored_node.is_some() {
+        for n in &h.negative {
+            eprintln!("negative stock seen (restored node, before its re-sync): {n}");
+        }
+    } else {
+        v.extend(
+            h.negative
+                .iter()
+                .map(|n| format!("negative stock seen: {n}")),
+        );
+    }
 
     // Stock arithmetic: global = initial + received − units in orders that stand.
     for id in &cluster.products {
@@ -387,7 +397,14 @@ pub async fn violations(
             .map(|i| i.quantity)
             .sum();
         let low = cluster.config.initial_stock + received(&Outcome::Succeeded) - sold;
-        let high = low + received(&Outcome::Unknown);
+        // A receipt retried across a restore may have been applied twice (its key forgotten).
+        let twice: i64 = h
+            .receipts
+            .iter()
+            .filter(|r| &r.product == id && r.spans_restore)
+            .map(|r| r.qty)
+            .sum();
+        let high = low + received(&Outcome::Unknown) + twice;
         if level.global_stock < low || level.global_stock > high {
             v.push(format!(
                 "{id}: global stock {} not within [{low}, {high}] (initial {} + received − {sold} in standing orders)",
@@ -416,7 +433,10 @@ pub async fn violations(
             .iter()
             .filter(|o| o.node_id == store.node.id)
             .count();
-        if at_hub < ok || at_hub > ok + unknown {
+        // A restored node forgot the idempotency keys it saw after the copy was taken: a retry
+        // of a request that was in flight when it was killed makes a second order.
+        let forgotten = h.count(|o| o.store == s && o.spans_restore);
+        if at_hub < ok || at_hub > ok + unknown + forgotten {
             v.push(format!(
                 "{}: {at_hub} orders at the hub, but {ok} were confirmed and {unknown} unknown",
                 store.node.id
@@ -438,7 +458,7 @@ pub async fn violations(
                 order.node_id
             ));
         }
-        if !snap.store_orders[op.store].contains_key(id) && expect.restored_node != Some(op.store) {
+        if !snap.store_orders[op.store].contains_key(id) {
             v.push(format!("confirmed order {id} missing at {store}"));
         }
         if op.cancel == Some(Outcome::Succeeded) && order.status != "cancelled" {
@@ -595,7 +615,9 @@ pub async fn violations(
             }
         }
         for (k, n) in &sink.deliveries {
-            if !ids.contains(k.as_str()) {
+            // A restored node lost the notifications it raised after the copy was taken (the
+            // relay got them; the node no longer has them).
+            if !ids.contains(k.as_str()) && expect.restored_node.is_none() {
                 v.push(format!("relay got email {k} that no store has"));
             }
             if *n > 1 && !expect.redelivery {

@@ -39,6 +39,9 @@ pub struct OrderOp {
     pub order_id: Option<String>,
     pub payment: Option<PaymentOp>,
     pub cancel: Option<Outcome>,
+    /// The request was being retried across a restore of its store from an older copy: the
+    /// store forgot its idempotency key, so it may have been applied twice.
+    pub spans_restore: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct ReceiptOp {
     pub product: String,
     pub qty: i64,
     pub outcome: Outcome,
+    /// See [`OrderOp::spans_restore`].
+    pub spans_restore: bool,
 }
 
 /// Everything the workload did, and what the monitor saw.
@@ -72,6 +77,15 @@ pub struct History {
 }
 
 impl History {
+    /// Adds another run's operations (the soak checks each round against everything so far).
+    pub fn extend(&mut self, other: History) {
+        self.orders.extend(other.orders);
+        self.receipts.extend(other.receipts);
+        self.edits.extend(other.edits);
+        self.negative.extend(other.negative);
+        self.samples += other.samples;
+    }
+
     pub fn count(&self, pred: impl Fn(&OrderOp) -> bool) -> usize {
         self.orders.iter().filter(|o| pred(o)).count()
     }
@@ -84,6 +98,7 @@ pub struct Workload {
     tasks: JoinSet<()>,
     history: Arc<Mutex<History>>,
     give_up: Arc<Mutex<Option<Instant>>>,
+    restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
     pub started: Instant,
 }
 
@@ -95,9 +110,16 @@ struct Ctx {
     history: Arc<Mutex<History>>,
     give_up: Arc<Mutex<Option<Instant>>>,
     products: Arc<Vec<String>>,
+    /// When each store was last restored from an older copy (see [`Workload::restored`]).
+    restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
 }
 
 impl Ctx {
+    /// Whether `store` was restored while a request that started at `since` was retried.
+    fn spans_restore(&self, store: usize, since: Instant) -> bool {
+        self.restored_at.lock().unwrap_or_else(|p| p.into_inner())[store].is_some_and(|t| t > since)
+    }
+
     fn record(&self, f: impl FnOnce(&mut History)) {
         f(&mut self.history.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -152,7 +174,9 @@ impl Workload {
             history: history.clone(),
             give_up: give_up.clone(),
             products: Arc::new(cluster.products.clone()),
+            restored_at: Arc::new(Mutex::new(vec![None; cluster.stores.len()])),
         };
+        let restored_at = ctx.restored_at.clone();
         let mut tasks = JoinSet::new();
         for (s, store) in cluster.stores.iter().enumerate() {
             let base = store.node.base();
@@ -178,8 +202,15 @@ impl Workload {
             tasks,
             history,
             give_up,
+            restored_at,
             started: Instant::now(),
         }
+    }
+
+    /// Tells the history that `store` has just been restored from an older copy of its
+    /// database (requests in flight now may be applied twice: their keys are forgotten).
+    pub fn restored(&self, store: usize) {
+        self.restored_at.lock().unwrap_or_else(|p| p.into_inner())[store] = Some(Instant::now());
     }
 
     /// Stops new operations; outcomes still unknown are retried for up to `settle`.
@@ -218,6 +249,7 @@ async fn shopper(
         let product = ctx.products[rng.random_range(0..ctx.products.len())].clone();
         let qty = rng.random_range(1..=2);
         let order_key = key(&mut rng);
+        let since = Instant::now();
         let body = json!({"items": [{"product_id": product, "quantity": qty}]});
         let (outcome, order) = ctx
             .send(|| {
@@ -238,6 +270,7 @@ async fn shopper(
             outcome,
             payment: None,
             cancel: None,
+            spans_restore: ctx.spans_restore(store, since),
         };
         if let Some(id) = op.order_id.clone() {
             // Pay: mostly by card (now and then a card that is declined), else cash.
@@ -291,6 +324,7 @@ async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, toke
         if rng.random_range(0..100) < 60 {
             let qty = rng.random_range(1..=3);
             let receipt_key = key(&mut rng);
+            let since = Instant::now();
             let (outcome, _) = ctx
                 .send(|| {
                     ctx.client
@@ -306,6 +340,7 @@ async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, toke
                     product,
                     qty,
                     outcome,
+                    spans_restore: ctx.spans_restore(store, since),
                 })
             });
         } else {
@@ -376,6 +411,7 @@ async fn hub_staff(ctx: Ctx, mut rng: StdRng, hub_url: String) {
                     product,
                     qty,
                     outcome,
+                    spans_restore: false,
                 })
             });
         } else {

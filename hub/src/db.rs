@@ -44,6 +44,11 @@ impl Db {
     }
 
     /// Runs `f` in one IMMEDIATE transaction and commits it.
+    ///
+    /// All or nothing: if `f` fails, or SQLite cannot commit (disk full, I/O error, read-only
+    /// file), nothing of it is kept, the connection is left without an open transaction, the
+    /// error is returned (a storage failure as [`HubError::Storage`]) and watchers are not woken.
+    /// Callers must therefore change their in-memory state only after this returned `Ok`.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
@@ -52,10 +57,14 @@ impl Db {
         let conn = self.conn.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok::<_, HubError>(out)
+            ensure_no_transaction(&conn)?;
+            let outcome = write_in_transaction(&mut conn, f);
+            if outcome.is_err() {
+                // Dropping the transaction rolled it back, but a failed ROLLBACK (an I/O error)
+                // leaves it open: try once more now so the next caller starts clean.
+                let _ = ensure_no_transaction(&conn);
+            }
+            outcome
         })
         .await
         .map_err(|e| HubError::Internal(e.to_string()))??;
@@ -71,13 +80,78 @@ impl Db {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            // Never read through a transaction a failed write left open: its changes are not
+            // committed and must not reach a node.
+            ensure_no_transaction(&conn)?;
             f(&conn)
         })
         .await
         .map_err(|e| HubError::Internal(e.to_string()))?
     }
 
+    /// Caps the database file at `pages` pages (`PRAGMA max_page_count`, this connection only);
+    /// a write that needs more fails as if the disk were full. Returns the cap now in force
+    /// (never below the current size). For tests and for operators who want a hard size limit.
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64> {
+        self.read(move |c| {
+            let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+            Ok(
+                c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| u64::try_from(n).unwrap_or(0))?,
+            )
+        })
+        .await
+    }
+
+    /// Pages the database file holds now (`PRAGMA page_count`).
+    pub async fn page_count(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))?)
+        })
+        .await
+    }
+
+    /// Makes every write fail with SQLITE_READONLY (`PRAGMA query_only`), as a read-only or
+    /// failing file would.
+    #[cfg(test)]
+    pub(crate) async fn set_query_only(&self, on: bool) -> Result<()> {
+        self.read(move |c| Ok(c.pragma_update(None, "query_only", on)?))
+            .await
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
+}
+
+fn write_in_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    if tx.is_autocommit() {
+        // After a full disk or an I/O error SQLite may roll the whole transaction back by
+        // itself; if `f` carried on regardless, committing now would keep only part of it.
+        return Err(HubError::Storage(
+            "SQLite rolled the transaction back after a storage error".into(),
+        ));
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Rolls back a transaction left open on the connection (a failed COMMIT or ROLLBACK after a
+/// storage error), so the next BEGIN does not fail with "cannot start a transaction within a
+/// transaction" for ever and no read sees uncommitted rows.
+fn ensure_no_transaction(conn: &Connection) -> Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    tracing::warn!("rolling back a transaction a failed write left open");
+    conn.execute_batch("ROLLBACK")?;
+    Ok(())
 }

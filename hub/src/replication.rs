@@ -22,6 +22,11 @@ const SALES_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Applies a batch of a node's changes; entries at or below the node's cursor are replays and
 /// are skipped, so a batch re-sent after a reconnect changes nothing twice.
+///
+/// Everything it changes lives in the caller's transaction (the stock cells are folded in a
+/// local map and written before returning; only the HLC clock, which only moves forward, is
+/// touched outside): if the commit fails, the hub is as if the batch never arrived, and the
+/// node's re-sent batch is applied once. A storage error fails the whole batch.
 pub fn apply_batch(
     conn: &Connection,
     clock: &Clock,
@@ -42,6 +47,19 @@ pub fn apply_batch(
         }
         cursor = change.seq;
         if let Err(e) = apply_one(conn, clock, node, change, &mut cells) {
+            // A storage failure (full disk, I/O error) is not the entry's fault: the whole batch
+            // fails, nothing of it is kept and the node sends it again. SQLite may also have
+            // rolled the transaction back already; carrying on would then commit the rest of
+            // the batch statement by statement and skip this entry for good.
+            if e.is_storage() || conn.is_autocommit() {
+                return Err(match e {
+                    HubError::Storage(_) => e,
+                    other => HubError::Storage(format!(
+                        "the transaction was rolled back while applying seq {}: {other}",
+                        change.seq
+                    )),
+                });
+            }
             // A malformed entry is skipped (and counted), not retried forever: the rest of the
             // stream must keep flowing.
             tracing::warn!(node = %node, seq = change.seq, entity = %change.entity, error = %e, "skipped a change");
@@ -70,6 +88,7 @@ pub fn apply_batch(
 }
 
 /// What applying a batch did.
+#[derive(Debug)]
 pub struct Applied {
     /// The node's new cursor, to acknowledge once committed.
     pub cursor: i64,
@@ -434,4 +453,156 @@ pub fn hello(
         snapshot,
         hub_cursor: hub_cursor.max(floor),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use edgecart_proto::stock::{Entry, EntryKey};
+    use edgecart_proto::sync::{StockPayload, UserPayload, entity};
+
+    use super::*;
+    use crate::db::Db;
+
+    /// A batch from `node`: sales of product `p1` (stock cells, folded in memory) first, then
+    /// enough sizeable accounts to need new database pages.
+    fn batch(node: &ActorId, users: usize) -> Vec<pb::Change> {
+        let clock = Clock::new(node.clone());
+        let mut out = Vec::new();
+        for sold in 1..=3u64 {
+            out.push(pb::Change {
+                seq: 0,
+                entity: entity::STOCK.into(),
+                entity_id: "p1".into(),
+                version: clock.now().to_string(),
+                payload_json: serde_json::to_string(&StockPayload {
+                    product_id: "p1".into(),
+                    entry: Entry {
+                        key: EntryKey::Dec(node.clone()),
+                        value: sold,
+                    },
+                })
+                .unwrap(),
+            });
+        }
+        for i in 0..users {
+            let id = edgecart_proto::ids::new_id().to_string();
+            out.push(pb::Change {
+                seq: 0,
+                entity: entity::USER.into(),
+                entity_id: id.clone(),
+                version: clock.now().to_string(),
+                payload_json: serde_json::to_string(&UserPayload {
+                    id,
+                    email: Some(format!("user{i}@example.com")),
+                    name: "x".repeat(2000),
+                    password_hash: None,
+                    role: "customer".into(),
+                    status: "active".into(),
+                    conflicted: false,
+                    created_at: 1,
+                    updated_at: 1,
+                })
+                .unwrap(),
+            });
+        }
+        for (i, c) in out.iter_mut().enumerate() {
+            c.seq = i as i64 + 1;
+        }
+        out
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Counts {
+        node_cursor: i64,
+        users: i64,
+        user_changes: i64,
+        sold: i64,
+        sales: i64,
+    }
+
+    async fn counts(db: &Db, node: &ActorId) -> Counts {
+        let n = node.to_string();
+        db.read(move |c| {
+            let one = |sql: &str| -> Result<i64> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+            Ok(Counts {
+                node_cursor: nodes::get(c, &n)?.map_or(-1, |r| r.node_cursor),
+                users: one("SELECT count(*) FROM users")?,
+                user_changes: one("SELECT count(*) FROM changes WHERE entity = 'user'")?,
+                sold: stock::load(c, "p1")?.sold(&ActorId::parse(&n).unwrap()) as i64,
+                sales: one("SELECT coalesce(sum(quantity), 0) FROM sales")?,
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn apply(db: &Db, node: &ActorId, changes: &[pb::Change]) -> Result<Applied> {
+        let (clock, node, changes) = (
+            std::sync::Arc::new(Clock::new(ActorId::hub())),
+            node.clone(),
+            changes.to_vec(),
+        );
+        db.write(move |tx| apply_batch(tx, &clock, &node, &changes))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_stored_leaves_nothing_behind_and_its_retry_applies_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("hub.db")).unwrap();
+        let node = ActorId::parse("store-a").unwrap();
+        let hello = pb::Hello {
+            node_id: node.to_string(),
+            protocol_version: edgecart_proto::sync::PROTOCOL_VERSION,
+            release: "test".into(),
+            hub_cursor: 0,
+            last_seq: 0,
+        };
+        let (clock, n) = (Clock::new(ActorId::hub()), node.clone());
+        db.write(move |tx| hello_ok(tx, &clock, &n, &hello))
+            .await
+            .unwrap();
+        let changes = batch(&node, 40);
+        let before = counts(&db, &node).await;
+
+        // The disk is "full": the file may not grow by a single page.
+        let pages = db.page_count().await.unwrap();
+        db.set_max_page_count(pages).await.unwrap();
+        let generation = db.subscribe();
+        let failed = apply(&db, &node, &changes).await;
+        assert!(
+            matches!(failed, Err(HubError::Storage(_))),
+            "expected a storage error, got {:?}",
+            failed.map(|a| a.cursor)
+        );
+        assert_eq!(
+            counts(&db, &node).await,
+            before,
+            "nothing of the batch kept"
+        );
+        assert!(!generation.has_changed().unwrap(), "no watcher woken");
+        // The connection is usable (no transaction left open) and still refuses to grow.
+        assert!(db.read(|c| Ok(c.is_autocommit())).await.unwrap());
+        assert!(apply(&db, &node, &changes).await.unwrap_err().is_storage());
+        assert_eq!(counts(&db, &node).await, before);
+
+        // Space is back: the node's retry applies the batch once, a replay changes nothing.
+        db.set_max_page_count(1 << 30).await.unwrap();
+        let applied = apply(&db, &node, &changes).await.unwrap();
+        assert_eq!(applied.cursor, changes.len() as i64);
+        let expected = Counts {
+            node_cursor: changes.len() as i64,
+            users: 40,
+            user_changes: 40,
+            sold: 3,
+            sales: 3,
+        };
+        assert_eq!(counts(&db, &node).await, expected);
+        apply(&db, &node, &changes).await.unwrap();
+        assert_eq!(counts(&db, &node).await, expected);
+    }
+
+    fn hello_ok(tx: &Connection, clock: &Clock, node: &ActorId, hello: &pb::Hello) -> Result<()> {
+        super::hello(tx, clock, node, hello).map(|_| ())
+    }
 }

@@ -27,6 +27,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const ACK_PERSIST_EVERY: Duration = Duration::from_secs(2);
 /// Messages buffered towards one node.
 const OUTBOUND: usize = 16;
+/// How long ending a stream may wait to queue its final status.
+const STATUS_SEND: Duration = Duration::from_secs(5);
 
 pub struct SyncService {
     pub hub: Hub,
@@ -105,8 +107,12 @@ impl Sync for SyncService {
         ));
         let hub = self.hub.clone();
         tokio::spawn(async move {
-            if let Err(e) = receive(&hub, &node, inbound, &out).await {
-                tracing::info!(node = %node, error = %e, "node stream ended");
+            if let Err(status) = receive(&hub, &node, inbound, &out).await {
+                tracing::info!(node = %node, code = ?status.code(), error = %status.message(), "node stream ended");
+                // End the response with the status, so the node sees why (e.g. UNAVAILABLE while
+                // the hub's storage fails), reconnects with back-off and re-sends what was not
+                // acknowledged. Bounded: a node that stopped reading must not pin this task.
+                let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(status))).await;
             }
             sender.abort();
             hub.disconnect(node.as_str(), live);
@@ -125,15 +131,40 @@ async fn receive(
     let mut acked: Option<i64> = None;
     let outcome = receive_loop(hub, node, &mut inbound, out, &mut acked).await;
     if let Some(seq) = acked {
-        let n = node.to_string();
-        hub.db
-            .write(move |tx| {
-                nodes::set_hub_cursor(tx, &n, seq)?;
-                changes::compact(tx).map(|_| ())
-            })
-            .await?;
+        // Best effort: a stale cursor only delays compaction, and the node tells its real cursor
+        // in its next Hello. Must not hide why the stream ended.
+        let _ = persist_ack(hub, node, Some(seq), None).await;
     }
     outcome
+}
+
+/// Writes down the node's acknowledged cursor `seq` (then compacts) and/or the newest sequence
+/// its heartbeat reported. A failure is logged and returned: the caller keeps the cursor and
+/// writes it at the next opportunity (a stale value only delays compaction).
+async fn persist_ack(
+    hub: &Hub,
+    node: &ActorId,
+    seq: Option<i64>,
+    last_seq: Option<i64>,
+) -> crate::error::Result<()> {
+    let n = node.to_string();
+    let written = hub
+        .db
+        .write(move |tx| {
+            if last_seq.is_some() {
+                nodes::seen(tx, &n, last_seq)?;
+            }
+            if let Some(seq) = seq {
+                nodes::set_hub_cursor(tx, &n, seq)?;
+                changes::compact(tx)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = &written {
+        tracing::warn!(node = %node, ?seq, error = %e, "could not record the node's sync progress; will retry");
+    }
+    written
 }
 
 async fn receive_loop(
@@ -152,6 +183,8 @@ async fn receive_loop(
                     return Err(Status::invalid_argument("changes: batch too large"));
                 }
                 let (clock, n) = (hub.clock.clone(), node.clone());
+                // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
+                // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
                 let applied = hub
                     .db
                     .write(move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes))
@@ -170,36 +203,29 @@ async fn receive_loop(
             // The node's acknowledgement only allows compaction; recording each one would cost a
             // fsynced write per batch. It is kept here and written with the next heartbeat and
             // when the stream ends (a stale value only delays compaction: the node tells its
-            // real cursor in its next Hello).
+            // real cursor in its next Hello). A failed write keeps the value for the next try
+            // (at the next heartbeat or `ACK_PERSIST_EVERY` later) and does not end the stream.
             node_message::Msg::Ack(ack) => {
                 *acked = (*acked).max(Some(ack.seq));
                 // Under constant load there are no heartbeats: persist every few seconds anyway.
                 if last_persist.elapsed() > ACK_PERSIST_EVERY
-                    && let Some(seq) = acked.take()
+                    && let Some(seq) = *acked
                 {
                     last_persist = tokio::time::Instant::now();
-                    let n = node.to_string();
-                    hub.db
-                        .write(move |tx| {
-                            nodes::set_hub_cursor(tx, &n, seq)?;
-                            changes::compact(tx).map(|_| ())
-                        })
-                        .await?;
+                    if persist_ack(hub, node, Some(seq), None).await.is_ok() {
+                        *acked = None;
+                    }
                 }
             }
             node_message::Msg::Heartbeat(hb) => {
-                let n = node.to_string();
-                let seq = acked.take();
-                hub.db
-                    .write(move |tx| {
-                        nodes::seen(tx, &n, Some(hb.last_seq))?;
-                        if let Some(seq) = seq {
-                            nodes::set_hub_cursor(tx, &n, seq)?;
-                            changes::compact(tx)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                // A failed write is retried with the next heartbeat; the stream goes on.
+                if persist_ack(hub, node, *acked, Some(hb.last_seq))
+                    .await
+                    .is_ok()
+                    && acked.take().is_some()
+                {
+                    last_persist = tokio::time::Instant::now();
+                }
             }
             node_message::Msg::TopUp(req) => {
                 let quantity = u64::try_from(req.quantity)
@@ -207,6 +233,7 @@ async fn receive_loop(
                     .filter(|q| *q > 0)
                     .ok_or_else(|| Status::invalid_argument("top_up.quantity: must be positive"))?;
                 let (clock, n, product) = (hub.clock.clone(), node.clone(), req.product_id.clone());
+                // Granted only once committed; a failed write ends the stream like a failed batch.
                 let (granted, transfer) = hub
                     .db
                     .write(move |tx| replication::top_up(tx, &clock, &n, &product, quantity))
@@ -232,12 +259,18 @@ async fn receive_loop(
 /// How often changed global stock figures are sent to the nodes (coalesced per product).
 pub const OTHERS_FLUSH: Duration = Duration::from_millis(100);
 
-/// Sends the coalesced `stock_others` updates every `OTHERS_FLUSH` until `stop`.
+/// Longest pause between attempts while writing the coalesced updates fails.
+const OTHERS_FLUSH_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Sends the coalesced `stock_others` updates every `OTHERS_FLUSH` until `stop`. While the
+/// write fails (e.g. a full disk) the products stay marked and the pause doubles up to
+/// `OTHERS_FLUSH_MAX_BACKOFF`; it is back to `OTHERS_FLUSH` after the first success.
 pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
+    let mut pause = OTHERS_FLUSH;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(OTHERS_FLUSH) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
         let products = hub.take_dirty();
         if products.is_empty() {
@@ -245,13 +278,18 @@ pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
         }
         let clock = hub.clock.clone();
         let retry = products.clone();
-        if let Err(e) = hub
+        match hub
             .db
             .write(move |tx| replication::flush_others(tx, &clock, &products))
             .await
         {
-            tracing::error!(error = %e, "sending stock figures to the nodes");
-            hub.mark_dirty(retry);
+            Ok(()) => pause = OTHERS_FLUSH,
+            Err(e) => {
+                hub.mark_dirty(retry);
+                pause = (pause * 2).min(OTHERS_FLUSH_MAX_BACKOFF);
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "could not queue stock figures for the nodes; will retry");
+            }
         }
     }
 }
@@ -274,7 +312,10 @@ async fn send_changes(
         {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!(node = %node, error = %e, "reading changes for a node");
+                // End the stream rather than leave it open with nothing flowing to the node:
+                // it reconnects with back-off and resumes from its acknowledged cursor.
+                tracing::warn!(node = %node, error = %e, "reading changes for a node");
+                let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(Status::from(e)))).await;
                 return;
             }
         };

@@ -5,6 +5,10 @@
 //! crash between the provider's answer and our commit, or a replayed payment message can only
 //! ever find the same charge. A ledger entry leaves `pending` once, so an outcome is recorded
 //! and sent to the node once.
+//!
+//! Storage failures: if the ledger cannot be written (a full disk, an I/O error), the provider's
+//! answer is kept in memory and written by a later pass, with back-off, before anything new is
+//! sent to the provider; the worker never stops and never spins.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,23 +17,68 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger;
 use super::provider::{ChargeOutcome, ChargeRequest, Provider, RefundOutcome};
+use crate::error::Result;
 use crate::state::Hub;
 
 const TICK: Duration = Duration::from_millis(250);
 const BATCH: i64 = 16;
+/// Longest pause between passes while the database fails (a full disk, an I/O error).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A provider's answer (or a decision of ours) not recorded in the ledger yet.
+///
+/// Kept in memory until its write commits, so a write that fails (e.g. the disk is full) is
+/// retried without asking the provider again. Losing it (a restart) is safe: the payment is
+/// still `pending`, and charging again with the same idempotency key finds the same charge.
+/// Recording it when the entry has left `pending` meanwhile changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settlement {
+    /// Final: `captured` with the provider's charge id, or `failed` with the reason.
+    Charge {
+        payment_id: String,
+        charge_id: Option<String>,
+        reason: Option<String>,
+    },
+    /// No answer: still pending, try again later.
+    ChargeRetry {
+        payment_id: String,
+        error: String,
+    },
+    /// Final: `succeeded` with the provider's refund id, or `failed` with the reason.
+    Refund {
+        refund_id: String,
+        provider_refund_id: Option<String>,
+        reason: Option<String>,
+    },
+    RefundRetry {
+        refund_id: String,
+        error: String,
+    },
+}
 
 pub async fn run(hub: Hub, provider: Arc<dyn Provider>, stop: CancellationToken) {
     let mut generation = hub.db.subscribe();
+    let mut unrecorded: Vec<Settlement> = Vec::new();
+    let mut backoff = TICK;
     loop {
-        let busy = match pass(&hub, provider.as_ref()).await {
-            Ok(n) => n > 0,
-            Err(e) => {
-                tracing::error!(error = %e, "payment worker pass failed");
-                false
+        match pass(&hub, provider.as_ref(), &mut unrecorded).await {
+            Ok(n) => {
+                backoff = TICK;
+                if n > 0 {
+                    continue;
+                }
             }
-        };
-        if busy {
-            continue;
+            Err(e) => {
+                // Never a hot loop and never an exit: wait, longer each time, and try again.
+                tracing::warn!(error = %e, unrecorded = unrecorded.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "payment worker pass failed; will retry");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -39,129 +88,264 @@ pub async fn run(hub: Hub, provider: Arc<dyn Provider>, stop: CancellationToken)
     }
 }
 
-/// One round over what is due; returns how many items it handled.
-async fn pass(hub: &Hub, provider: &dyn Provider) -> crate::error::Result<usize> {
-    let charges = hub.db.read(|c| ledger::due_charges(c, BATCH)).await?;
-    let refunds = hub.db.read(|c| ledger::due_refunds(c, BATCH)).await?;
-    let handled = charges.len() + refunds.len();
-    for p in charges {
-        let Some(source) = p.card_token.as_deref() else {
-            let (clock, id) = (hub.clock.clone(), p.payment_id.clone());
-            hub.db
-                .write(move |tx| {
-                    ledger::settle_charge(
+/// Writes the settlements in order, dropping each once committed; stops at the first failure
+/// (the rest stay for the next pass).
+async fn record(hub: &Hub, unrecorded: &mut Vec<Settlement>) -> Result<()> {
+    while let Some(s) = unrecorded.first().cloned() {
+        let clock = hub.clock.clone();
+        let written = hub
+            .db
+            .write(move |tx| {
+                let version = clock.now().to_string();
+                match &s {
+                    Settlement::Charge {
+                        payment_id,
+                        charge_id,
+                        reason,
+                    } => ledger::settle_charge(
                         tx,
-                        &id,
-                        None,
-                        Some("no card token"),
-                        &clock.now().to_string(),
-                    )
-                })
-                .await?;
-            continue;
-        };
-        let outcome = provider
-            .charge(&ChargeRequest {
-                payment_id: &p.payment_id,
-                order_id: &p.order_id,
-                node_id: &p.node_id,
-                amount: p.amount,
-                currency: &p.currency,
-                source,
+                        payment_id,
+                        charge_id.as_deref(),
+                        reason.as_deref(),
+                        &version,
+                    ),
+                    Settlement::ChargeRetry { payment_id, error } => {
+                        ledger::retry_charge(tx, payment_id, error)
+                    }
+                    Settlement::Refund {
+                        refund_id,
+                        provider_refund_id,
+                        reason,
+                    } => ledger::settle_refund(
+                        tx,
+                        refund_id,
+                        provider_refund_id.as_deref(),
+                        reason.as_deref(),
+                        &version,
+                    ),
+                    Settlement::RefundRetry { refund_id, error } => {
+                        ledger::retry_refund(tx, refund_id, error)
+                    }
+                }
             })
             .await;
-        let (clock, id) = (hub.clock.clone(), p.payment_id.clone());
-        match outcome {
-            ChargeOutcome::Succeeded { charge_id } => {
-                tracing::info!(payment_id = %id, node = %p.node_id, "card charged");
-                hub.db
-                    .write(move |tx| {
-                        ledger::settle_charge(
-                            tx,
-                            &id,
-                            Some(&charge_id),
-                            None,
-                            &clock.now().to_string(),
-                        )
-                    })
-                    .await?;
+        match written {
+            Ok(()) => {
+                unrecorded.remove(0);
             }
-            ChargeOutcome::Declined { code, message } => {
-                tracing::info!(payment_id = %id, %code, "card declined");
-                let reason = format!("{code}: {message}");
-                hub.db
-                    .write(move |tx| {
-                        ledger::settle_charge(
-                            tx,
-                            &id,
-                            None,
-                            Some(&reason),
-                            &clock.now().to_string(),
-                        )
-                    })
-                    .await?;
-            }
-            ChargeOutcome::Retry { error } => {
-                tracing::warn!(payment_id = %id, %error, "no answer from the provider; will retry");
-                hub.db
-                    .write(move |tx| ledger::retry_charge(tx, &id, &error))
-                    .await?;
+            Err(e) if e.is_storage() => return Err(e),
+            Err(e) => {
+                // Not the disk: retrying this write would wedge every later payment behind it.
+                // Dropped; the entry stays pending and is charged again with the same key.
+                let dropped = unrecorded.remove(0);
+                tracing::error!(error = %e, settlement = ?dropped, "could not record a provider answer; dropped");
+                return Err(e);
             }
         }
+    }
+    Ok(())
+}
+
+/// One round over what is due; returns how many items it handled. Answers not recorded by an
+/// earlier pass are written first; nothing new is sent to the provider until they are.
+async fn pass(
+    hub: &Hub,
+    provider: &dyn Provider,
+    unrecorded: &mut Vec<Settlement>,
+) -> Result<usize> {
+    let earlier = unrecorded.len();
+    record(hub, unrecorded).await?;
+    let charges = hub.db.read(|c| ledger::due_charges(c, BATCH)).await?;
+    let refunds = hub.db.read(|c| ledger::due_refunds(c, BATCH)).await?;
+    let handled = earlier + charges.len() + refunds.len();
+    for p in charges {
+        let settlement = match p.card_token.as_deref() {
+            None => Settlement::Charge {
+                payment_id: p.payment_id.clone(),
+                charge_id: None,
+                reason: Some("no card token".into()),
+            },
+            Some(source) => {
+                let outcome = provider
+                    .charge(&ChargeRequest {
+                        payment_id: &p.payment_id,
+                        order_id: &p.order_id,
+                        node_id: &p.node_id,
+                        amount: p.amount,
+                        currency: &p.currency,
+                        source,
+                    })
+                    .await;
+                let id = p.payment_id.clone();
+                match outcome {
+                    ChargeOutcome::Succeeded { charge_id } => {
+                        tracing::info!(payment_id = %id, node = %p.node_id, "card charged");
+                        Settlement::Charge {
+                            payment_id: id,
+                            charge_id: Some(charge_id),
+                            reason: None,
+                        }
+                    }
+                    ChargeOutcome::Declined { code, message } => {
+                        tracing::info!(payment_id = %id, %code, "card declined");
+                        Settlement::Charge {
+                            payment_id: id,
+                            charge_id: None,
+                            reason: Some(format!("{code}: {message}")),
+                        }
+                    }
+                    ChargeOutcome::Retry { error } => {
+                        tracing::warn!(payment_id = %id, %error, "no answer from the provider; will retry");
+                        Settlement::ChargeRetry {
+                            payment_id: id,
+                            error,
+                        }
+                    }
+                }
+            }
+        };
+        unrecorded.push(settlement);
+        record(hub, unrecorded).await?;
     }
     for r in refunds {
         let payment_id = r.payment_id.clone();
         let payment = hub.db.read(move |c| ledger::get(c, &payment_id)).await?;
-        let Some(charge_id) = payment.and_then(|p| p.provider_charge_id) else {
-            let (clock, id) = (hub.clock.clone(), r.refund_id.clone());
-            hub.db
-                .write(move |tx| {
-                    ledger::settle_refund(
-                        tx,
-                        &id,
-                        None,
-                        Some("payment was never charged"),
-                        &clock.now().to_string(),
-                    )
-                })
-                .await?;
-            continue;
+        let settlement = match payment.and_then(|p| p.provider_charge_id) {
+            None => Settlement::Refund {
+                refund_id: r.refund_id.clone(),
+                provider_refund_id: None,
+                reason: Some("payment was never charged".into()),
+            },
+            Some(charge_id) => match provider.refund(&r.refund_id, &charge_id, r.amount).await {
+                RefundOutcome::Succeeded { refund_id } => Settlement::Refund {
+                    refund_id: r.refund_id.clone(),
+                    provider_refund_id: Some(refund_id),
+                    reason: None,
+                },
+                RefundOutcome::Failed { message } => Settlement::Refund {
+                    refund_id: r.refund_id.clone(),
+                    provider_refund_id: None,
+                    reason: Some(message),
+                },
+                RefundOutcome::Retry { error } => Settlement::RefundRetry {
+                    refund_id: r.refund_id.clone(),
+                    error,
+                },
+            },
         };
-        let outcome = provider.refund(&r.refund_id, &charge_id, r.amount).await;
-        let (clock, id) = (hub.clock.clone(), r.refund_id.clone());
-        match outcome {
-            RefundOutcome::Succeeded { refund_id } => {
-                hub.db
-                    .write(move |tx| {
-                        ledger::settle_refund(
-                            tx,
-                            &id,
-                            Some(&refund_id),
-                            None,
-                            &clock.now().to_string(),
-                        )
-                    })
-                    .await?;
+        unrecorded.push(settlement);
+        record(hub, unrecorded).await?;
+    }
+    Ok(handled)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use edgecart_proto::hlc::Clock;
+    use edgecart_proto::ids::ActorId;
+    use edgecart_proto::sync::PaymentPayload;
+
+    use super::*;
+    use crate::db::Db;
+
+    /// Succeeds and counts the calls per idempotency key.
+    #[derive(Default)]
+    struct Counting(Mutex<HashMap<String, u32>>);
+
+    impl Counting {
+        fn calls(&self, id: &str) -> u32 {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Provider for Counting {
+        async fn charge(&self, req: &ChargeRequest<'_>) -> ChargeOutcome {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(req.payment_id.to_string())
+                .or_default() += 1;
+            ChargeOutcome::Succeeded {
+                charge_id: format!("ch_{}", req.payment_id),
             }
-            RefundOutcome::Failed { message } => {
-                hub.db
-                    .write(move |tx| {
-                        ledger::settle_refund(
-                            tx,
-                            &id,
-                            None,
-                            Some(&message),
-                            &clock.now().to_string(),
-                        )
-                    })
-                    .await?;
-            }
-            RefundOutcome::Retry { error } => {
-                hub.db
-                    .write(move |tx| ledger::retry_refund(tx, &id, &error))
-                    .await?;
+        }
+
+        async fn refund(&self, refund_id: &str, _charge_id: &str, _amount: i64) -> RefundOutcome {
+            RefundOutcome::Succeeded {
+                refund_id: format!("re_{refund_id}"),
             }
         }
     }
-    Ok(handled)
+
+    async fn status_and_outcomes(hub: &Hub, id: &str) -> (String, i64) {
+        let id = id.to_string();
+        hub.db
+            .read(move |c| {
+                let status = ledger::get(c, &id)?.map(|p| p.status).unwrap_or_default();
+                let outcomes = c.query_row(
+                    "SELECT count(*) FROM changes WHERE entity = 'payment_outcome' AND entity_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                Ok((status, outcomes))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_charge_whose_outcome_cannot_be_recorded_is_recorded_later_without_charging_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("hub.db")).unwrap();
+        let hub = Hub::new(db, Clock::new(ActorId::hub()), "n".repeat(16).as_str(), "a");
+        let id = edgecart_proto::ids::new_id().to_string();
+        let payment = PaymentPayload {
+            id: id.clone(),
+            order_id: edgecart_proto::ids::new_id().to_string(),
+            user_id: edgecart_proto::ids::new_id().to_string(),
+            method: "card".into(),
+            status: "pending".into(),
+            amount: 1250,
+            currency: "USD".into(),
+            card_token: Some("tok_visa".into()),
+            refunds: Vec::new(),
+            updated_at: 1,
+        };
+        hub.db
+            .write(move |tx| ledger::record(tx, "store-a", &payment))
+            .await
+            .unwrap();
+
+        // Every write fails (as on a full or read-only disk) while the worker runs.
+        hub.db.set_query_only(true).await.unwrap();
+        let provider = Arc::new(Counting::default());
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn(run(hub.clone(), provider.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!worker.is_finished(), "the worker must not give up");
+        assert_eq!(provider.calls(&id), 1, "charged once, the answer kept");
+        assert_eq!(status_and_outcomes(&hub, &id).await, ("pending".into(), 0));
+
+        // Writes work again: the kept answer is recorded, once, without a second charge.
+        hub.db.set_query_only(false).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        while status_and_outcomes(&hub, &id).await.0 == "pending" {
+            assert!(tokio::time::Instant::now() < deadline, "never recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status_and_outcomes(&hub, &id).await, ("captured".into(), 1));
+        assert_eq!(provider.calls(&id), 1);
+        stop.cancel();
+        worker.await.unwrap();
+    }
 }

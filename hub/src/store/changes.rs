@@ -1,7 +1,7 @@
 //! The hub's outbox: changes for every node (audience NULL) or for one node.
 
 use edgecart_proto::pb;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -72,15 +72,16 @@ pub fn last_seq(conn: &Connection) -> Result<i64> {
 
 /// Oldest sequence still stored minus one: a node whose cursor is below it needs a snapshot.
 pub fn floor(conn: &Connection) -> Result<i64> {
-    Ok(conn
+    // Only "never compacted" means 0: a failed read must not pass for it (a node would then be
+    // streamed from a cursor whose changes are gone instead of getting a snapshot).
+    let value: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'compacted_through'",
             [],
-            |r| r.get::<_, String>(0),
+            |r| r.get(0),
         )
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+        .optional()?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Deletes the changes every known node has acknowledged (bounded growth).

@@ -426,11 +426,27 @@ pub fn hello(
     let hub_cursor = hello.hub_cursor.max(0);
     nodes::set_hub_cursor(conn, node.as_str(), hub_cursor)?;
     let floor = changes::floor(conn)?;
-    let snapshot = if resync || hub_cursor < floor {
+    let mut snapshot = if resync || hub_cursor < floor {
         snapshot(conn, clock, node, hub_cursor)?
     } else {
         Vec::new()
     };
+    if resync {
+        // Its own orders and payments, as it last reported them: the copy it was restored
+        // from may predate some of them.
+        let own = orders::own_records(conn, node.as_str())?;
+        tracing::info!(node = %node, records = own.len(), "sending a restored node its own orders and payments");
+        snapshot.extend(
+            own.into_iter()
+                .map(|(entity, entity_id, version, payload_json)| pb::Change {
+                    seq: hub_cursor,
+                    entity,
+                    entity_id,
+                    version,
+                    payload_json,
+                }),
+        );
+    }
     if is_new {
         tracing::info!(node = %node, "new node: allocating its floor of every product");
         let me = [node.to_string()];

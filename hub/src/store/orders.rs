@@ -84,3 +84,40 @@ pub fn apply_payment(
     .execute(params![id, node, payload, version])?;
     Ok(())
 }
+
+/// A node's own orders and payments as it last reported them, as sync changes
+/// `(entity, id, version, payload)`: sent back to a node restored from an older copy of its
+/// database, orders first (a payment needs its order).
+pub fn own_records(conn: &Connection, node: &str) -> Result<Vec<(String, String, String, String)>> {
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, version FROM orders WHERE node_id = ?1 ORDER BY id"
+    ))?;
+    let orders = stmt
+        .query_map([node], |r| Ok((row(r)?, r.get::<_, String>(9)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (o, version) in orders {
+        let id = o.id.clone();
+        out.push((
+            edgecart_proto::sync::entity::ORDER.to_string(),
+            id,
+            version,
+            serde_json::to_string(&o)?,
+        ));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, version, payload FROM payments WHERE node_id = ?1 ORDER BY id",
+    )?;
+    let payments = stmt
+        .query_map([node], |r| {
+            Ok((
+                edgecart_proto::sync::entity::PAYMENT.to_string(),
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.extend(payments);
+    Ok(out)
+}

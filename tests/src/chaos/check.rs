@@ -41,10 +41,7 @@ pub struct Snapshot {
 }
 
 fn hub_channel(cluster: &Cluster) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(cluster.hub.url())
-        .expect("hub url")
-        .timeout(Duration::from_secs(5))
-        .connect_lazy()
+    super::hub_channel(&cluster.hub.url(), Duration::from_secs(5))
 }
 
 fn open_ro(path: &Path) -> rusqlite::Result<Connection> {

@@ -210,6 +210,15 @@ impl Cluster {
     }
 }
 
+/// A channel to the hub (direct, not through any proxy) that connects on first use and
+/// reconnects by itself after the hub restarts; every call times out after `timeout`.
+pub fn hub_channel(url: &str, timeout: Duration) -> Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("hub url")
+        .timeout(timeout)
+        .connect_lazy()
+}
+
 /// A catalog admin client on the hub (direct, not through any proxy).
 pub async fn admin_client(hub: &TestHub) -> Catalog {
     pb::catalog_admin_client::CatalogAdminClient::with_interceptor(

@@ -379,11 +379,7 @@ fn grpc_outcome<T>(r: &Result<T, tonic::Status>) -> Outcome {
 }
 
 async fn hub_staff(ctx: Ctx, mut rng: StdRng, hub_url: String) {
-    // A lazy channel reconnects by itself after the hub restarts.
-    let channel = tonic::transport::Endpoint::from_shared(hub_url)
-        .expect("hub url")
-        .timeout(Duration::from_secs(3))
-        .connect_lazy();
+    let channel = super::hub_channel(&hub_url, Duration::from_secs(3));
     let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
         channel.clone(),
         AdminToken(ADMIN_TOKEN),
@@ -432,10 +428,7 @@ async fn hub_staff(ctx: Ctx, mut rng: StdRng, hub_url: String) {
 /// Samples every product's stock at every store and at the hub until stopped; any negative
 /// figure is recorded.
 async fn monitor(ctx: Ctx, bases: Vec<String>, hub_url: String) {
-    let channel = tonic::transport::Endpoint::from_shared(hub_url)
-        .expect("hub url")
-        .timeout(Duration::from_secs(2))
-        .connect_lazy();
+    let channel = super::hub_channel(&hub_url, Duration::from_secs(2));
     let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
         channel,
         AdminToken(ADMIN_TOKEN),

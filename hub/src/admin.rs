@@ -427,14 +427,17 @@ impl pb::node_admin_server::NodeAdmin for Admin {
         &self,
         _req: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let hub = self.hub.clone();
         let rows = self
             .hub
             .db
-            .read(|c| {
+            .read(move |c| {
                 nodes::list(c)?
                     .into_iter()
                     .map(|n| {
-                        let pending = changes::pending_for(c, &n.node_id, n.hub_cursor)?;
+                        // Acknowledgements are persisted lazily; the live one is current.
+                        let cursor = hub.live_ack(&n.node_id).unwrap_or(0).max(n.hub_cursor);
+                        let pending = changes::pending_for(c, &n.node_id, cursor)?;
                         Ok((n, pending))
                     })
                     .collect::<Result<Vec<_>>>()

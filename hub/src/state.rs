@@ -19,6 +19,9 @@ pub struct Hub {
     sessions: Arc<AtomicU64>,
     /// Products whose global stock changed and whose `stock_others` updates are not sent yet.
     dirty: Arc<Mutex<BTreeSet<String>>>,
+    /// The highest hub sequence each connected node acknowledged in its current session; the
+    /// database copy is written lazily (every few seconds), this one at once, for reporting.
+    acks: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl Hub {
@@ -31,12 +34,17 @@ impl Hub {
             live: Arc::default(),
             sessions: Arc::default(),
             dirty: Arc::default(),
+            acks: Arc::default(),
         }
     }
 
     /// Marks a node connected; returns the session id to pass to `disconnect`.
     pub fn connect(&self, node: &str) -> u64 {
         let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node);
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -63,6 +71,22 @@ impl Hub {
 
     pub fn take_dirty(&self) -> BTreeSet<String> {
         std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records a node's acknowledgement of hub changes up to `seq`.
+    pub fn note_ack(&self, node: &str, seq: i64) {
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = acks.entry(node.to_string()).or_insert(seq);
+        *entry = (*entry).max(seq);
+    }
+
+    /// The highest hub sequence the node acknowledged in its current session, if any.
+    pub fn live_ack(&self, node: &str) -> Option<i64> {
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .copied()
     }
 
     pub fn is_connected(&self, node: &str) -> bool {

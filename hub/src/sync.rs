@@ -207,6 +207,7 @@ async fn receive_loop(
             // (at the next heartbeat or `ACK_PERSIST_EVERY` later) and does not end the stream.
             node_message::Msg::Ack(ack) => {
                 *acked = (*acked).max(Some(ack.seq));
+                hub.note_ack(node.as_str(), ack.seq);
                 // Under constant load there are no heartbeats: persist every few seconds anyway.
                 if last_persist.elapsed() > ACK_PERSIST_EVERY
                     && let Some(seq) = *acked

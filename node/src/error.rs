@@ -48,6 +48,10 @@ pub enum Error {
     /// 503: the database is not usable right now.
     #[error("service unavailable")]
     Unavailable,
+    /// 503: this store was restored from an older copy of its database and may not sell this
+    /// product until the hub has re-synced it (its old copy may count rights already spent).
+    #[error("re-syncing with the hub after a restore")]
+    Resyncing,
     /// 500: a bug or an I/O failure; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -86,7 +90,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::Resyncing => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,6 +190,12 @@ impl IntoResponse for Error {
                 ..Problem::new(status, "validation", format!("{field}: {detail}"))
             },
             Error::Unavailable => Problem::new(status, "unavailable", "service unavailable"),
+            Error::Resyncing => Problem::new(
+                status,
+                "resyncing",
+                "this store was restored from an older copy of its database and is re-syncing \
+                 this product's stock with the hub; retry shortly",
+            ),
             Error::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 Problem::new(status, "internal", "internal error")

@@ -74,8 +74,20 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     })
     .context("opening the database")?;
     time::set_offset_ms(config.clock_offset_ms);
+    let (_, last_seq) = db.read(sync::changelog::cursors).await?;
+    // Only a node with a hub can be re-synced; a standalone one goes on from its copy.
+    let restored = config.hub_url.is_some()
+        && sync::watermark::read(&sync::watermark::path(&config.data_dir))
+            .is_some_and(|recorded| recorded > last_seq);
+    if restored {
+        tracing::warn!(
+            last_seq,
+            "this database is older than what this node had written (restored from a copy?): \
+             products it sold before wait for the hub's re-sync before selling again"
+        );
+    }
     let me = node_id.clone();
-    db.write(move |tx| catalog::inventory::remember_boot_cells(tx, &me))
+    db.write(move |tx| catalog::inventory::remember_boot_cells(tx, &me, restored))
         .await?;
     let clock = Clock::with_time_source(node_id.clone(), || {
         u64::try_from(time::now_ms()).unwrap_or(0)
@@ -122,6 +134,11 @@ pub async fn run(
     let webhook_task =
         notifications::webhook::start(&state, &config, stop_webhooks.clone()).await?;
     let stop_sync = tokio_util::sync::CancellationToken::new();
+    let watermark_task = tokio::spawn(sync::watermark::keep(
+        state.clone(),
+        sync::watermark::path(&config.data_dir),
+        stop_sync.clone(),
+    ));
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
             state.clone(),
@@ -139,6 +156,7 @@ pub async fn run(
     if let Some(task) = sync_task {
         let _ = task.await;
     }
+    let _ = watermark_task.await;
     stop_webhooks.cancel();
     if let Some(task) = webhook_task {
         let _ = task.await;

@@ -171,8 +171,15 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     w.restored(0);
     ms(2500).await;
     let h = w.finish(SETTLE).await;
-    let log = c.stores[0].node.proc.log() + &c.hub.proc.log();
-    assert!(log.contains("restored"), "the restore was not detected");
+    let node_log = c.stores[0].node.proc.log();
+    assert!(
+        node_log.contains("older than what this node had written"),
+        "the node did not notice its database was replaced by an older copy"
+    );
+    assert!(
+        c.hub.proc.log().contains("re-syncing it"),
+        "the hub did not detect the restore"
+    );
     assert_promises(
         &c,
         &h,

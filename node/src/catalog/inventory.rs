@@ -38,6 +38,7 @@ pub fn release(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Resul
 /// Units sold (or written off) here: `dec[node] += qty`, only within this node's rights.
 /// Refusal is a 409 carrying both figures: what this store can sell and the global stock.
 pub fn consume(tx: &Tx, ctx: &StockCtx<'_>, product_id: Uuid, qty: u64) -> Result<StockView> {
+    gate(tx, product_id)?;
     mutate(tx, ctx, product_id, |c| c.sell(ctx.node, qty))
 }
 
@@ -121,13 +122,23 @@ pub fn merge_remote(
 /// is older than what it acknowledged (restored from a copy), the re-sync adds what was done
 /// since start-up on top of the hub's values instead of max-merging, which would lose it: see
 /// [`merge_remote`]. Otherwise [`forget_boot_cells`] drops them at the first connection.
-pub fn remember_boot_cells(tx: &Tx, node: &ActorId) -> Result<()> {
+///
+/// `restored`: this node itself found its database older than what it had written (see
+/// `sync::watermark`). Then it may not sell a product whose own cells are still waiting to be
+/// re-based ([`gate`]): the old copy may count rights it already spent.
+pub fn remember_boot_cells(tx: &Tx, node: &ActorId, restored: bool) -> Result<()> {
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS stock_at_boot (
              product_id TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, target TEXT NOT NULL,
              value INTEGER NOT NULL, PRIMARY KEY (product_id, kind, actor, target));
-         DELETE FROM temp.stock_at_boot;",
+         CREATE TEMP TABLE IF NOT EXISTS restore_gate (on_since INTEGER NOT NULL);
+         DELETE FROM temp.stock_at_boot;
+         DELETE FROM temp.restore_gate;",
     )?;
+    if restored {
+        tx.prepare_cached("INSERT INTO temp.restore_gate (on_since) VALUES (?1)")?
+            .execute([crate::time::now_ms()])?;
+    }
     tx.prepare_cached(
         "INSERT INTO temp.stock_at_boot SELECT product_id, kind, actor, target, value
          FROM main.stock_entries WHERE actor = ?1",
@@ -136,9 +147,25 @@ pub fn remember_boot_cells(tx: &Tx, node: &ActorId) -> Result<()> {
     Ok(())
 }
 
-/// The hub confirmed this database is not behind it: no re-basing needed.
+/// The hub confirmed this database is not behind it (no re-basing needed), or has sent
+/// everything of a re-sync (what is left was never known to it): selling is open again.
 pub fn forget_boot_cells(tx: &Tx) -> Result<()> {
-    tx.execute_batch("DELETE FROM temp.stock_at_boot")?;
+    tx.execute_batch("DELETE FROM temp.stock_at_boot; DELETE FROM temp.restore_gate;")?;
+    Ok(())
+}
+
+/// Refuses to take units of `product_id` while this node, restored from an older copy, still
+/// waits for the hub's values of its own cells of that product.
+fn gate(tx: &Tx, product_id: Uuid) -> Result<()> {
+    let closed = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM temp.restore_gate)
+                AND EXISTS (SELECT 1 FROM temp.stock_at_boot WHERE product_id = ?1)",
+        )?
+        .query_row([product_id.to_string()], |r| r.get::<_, bool>(0))?;
+    if closed {
+        return Err(Error::Resyncing);
+    }
     Ok(())
 }
 

@@ -155,7 +155,7 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
         welcome.node_cursor,
         out.clone(),
     ));
-    let outcome = receive(state, &mut inbound, &out).await;
+    let outcome = receive(state, &mut inbound, &out, welcome.resync).await;
     sender.abort();
     outcome
 }
@@ -164,6 +164,7 @@ async fn receive(
     state: &AppState,
     inbound: &mut tonic::Streaming<pb::HubMessage>,
     out: &mpsc::Sender<pb::NodeMessage>,
+    mut resyncing: bool,
 ) -> Result<(), SyncError> {
     while let Some(message) = inbound.message().await? {
         let Some(m) = message.msg else { continue };
@@ -201,6 +202,16 @@ async fn receive(
                         .await?;
                 }
                 state.sync.top_up_done(&reply.request_id, reply.granted);
+            }
+            // The hub heartbeats when it has nothing more to send: a re-sync snapshot is all in.
+            // Cells it did not send were never known to it; stop waiting for them.
+            hub_message::Msg::Heartbeat(_) if resyncing => {
+                resyncing = false;
+                state
+                    .db
+                    .write(crate::catalog::inventory::forget_boot_cells)
+                    .await?;
+                tracing::info!("re-sync after a restore complete");
             }
             hub_message::Msg::Heartbeat(_) => {}
             hub_message::Msg::Welcome(_) => return Err(SyncError::Protocol("a second Welcome")),

@@ -8,5 +8,6 @@ pub mod client;
 pub mod handle;
 pub mod restore;
 pub mod routes;
+pub mod watermark;
 
 pub use handle::SyncHandle;

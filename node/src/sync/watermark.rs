@@ -1,0 +1,53 @@
+//! The node's own record of how far its change log got, kept beside the database
+//! (`edgecart-node.seq`). If the database file is replaced by an older copy, its change log is
+//! behind this record at the next start: the node knows it was restored before the hub tells
+//! it, and does not sell what the old copy may count wrongly until the hub has re-synced it
+//! (`catalog::inventory::gate`). The record is written about once a second without fsync: it
+//! may lag after a crash (then a restore within that second goes unnoticed here, and the hub
+//! still detects it), never run ahead.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::sync::changelog;
+
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("edgecart-node.seq")
+}
+
+/// The recorded sequence, if there is a readable record.
+pub fn read(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write(path: &Path, seq: i64) -> std::io::Result<()> {
+    let tmp = path.with_extension("seq.tmp");
+    std::fs::write(&tmp, seq.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Keeps the record up to date (also when a re-sync renumbered the log lower) until `stop`.
+pub async fn keep(state: AppState, path: PathBuf, stop: CancellationToken) {
+    let mut written = read(&path);
+    loop {
+        if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
+            && written != Some(last_seq)
+        {
+            let p = path.clone();
+            match tokio::task::spawn_blocking(move || write(&p, last_seq)).await {
+                Ok(Ok(())) => written = Some(last_seq),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, path = %path.display(), "writing the change-log watermark")
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

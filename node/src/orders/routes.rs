@@ -35,7 +35,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = OrderView), (status = 400, body = Problem),
         (status = 401, body = Problem),
         (status = 409, body = Problem, description = "not enough stock at this store; carries `available_here` and `global`"),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "`resyncing`: this store was restored from an older copy of its database and waits for the hub before selling this product again")))]
 async fn create_order(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -551,6 +551,41 @@ pub async fn violations(
                 }
             }
         }
+        // Refunds staff confirmed (201) are at the hub, settled, and add up.
+        for r in h.refunds.iter().filter(|r| r.outcome == Outcome::Succeeded) {
+            match snap.payments.iter().find(|p| p.id == r.payment_id) {
+                None => v.push(format!(
+                    "refunded payment {} unknown to the hub",
+                    r.payment_id
+                )),
+                Some(p) => {
+                    let settled: i64 = p
+                        .refunds
+                        .iter()
+                        .filter(|x| x.status == "succeeded")
+                        .filter_map(|x| x.amount.as_ref().map(|m| m.amount))
+                        .sum();
+                    let asked: i64 = h
+                        .refunds
+                        .iter()
+                        .filter(|x| x.payment_id == p.id && x.outcome == Outcome::Succeeded)
+                        .map(|x| x.amount)
+                        .sum();
+                    if settled < asked {
+                        v.push(format!(
+                            "payment {}: {asked} refunded at the store, {settled} settled at the hub",
+                            p.id
+                        ));
+                    }
+                    if p.refunded.as_ref().map_or(0, |m| m.amount) != settled {
+                        v.push(format!(
+                            "payment {}: refunded {:?} but its settled refunds add up to {settled}",
+                            p.id, p.refunded
+                        ));
+                    }
+                }
+            }
+        }
         for k in provider.charges.keys() {
             if !captured_keys.contains(k.as_str()) {
                 v.push(format!(
@@ -647,10 +682,15 @@ pub async fn assert_promises(cluster: &Cluster, h: &History, expect: Expect) -> 
     let ok = h.count(|o| o.outcome == Outcome::Succeeded);
     let unknown = h.count(|o| o.outcome == Outcome::Unknown);
     eprintln!(
-        "seed {}: {} orders tried ({ok} confirmed, {unknown} unknown), {} receipts, {} edits, {} stock samples; converged in {took:?}",
+        "seed {}: {} orders tried ({ok} confirmed, {unknown} unknown), {} receipts, {} refunds ({} accepted), {} edits, {} stock samples; converged in {took:?}",
         cluster.seed,
         h.orders.len(),
         h.receipts.len(),
+        h.refunds.len(),
+        h.refunds
+            .iter()
+            .filter(|r| r.outcome == Outcome::Succeeded)
+            .count(),
         h.edits.len(),
         h.samples
     );

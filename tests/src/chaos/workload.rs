@@ -63,11 +63,21 @@ pub struct ReceiptOp {
     pub spans_restore: bool,
 }
 
+/// A partial refund staff asked for at a store.
+#[derive(Debug, Clone)]
+pub struct RefundOp {
+    pub store: usize,
+    pub payment_id: String,
+    pub amount: i64,
+    pub outcome: Outcome,
+}
+
 /// Everything the workload did, and what the monitor saw.
 #[derive(Debug, Default)]
 pub struct History {
     pub orders: Vec<OrderOp>,
     pub receipts: Vec<ReceiptOp>,
+    pub refunds: Vec<RefundOp>,
     /// Catalog edits (where, outcome).
     pub edits: Vec<(Option<usize>, Outcome)>,
     /// Negative stock figures seen anywhere at any time (where, product, figure).
@@ -81,6 +91,7 @@ impl History {
     pub fn extend(&mut self, other: History) {
         self.orders.extend(other.orders);
         self.receipts.extend(other.receipts);
+        self.refunds.extend(other.refunds);
         self.edits.extend(other.edits);
         self.negative.extend(other.negative);
         self.samples += other.samples;
@@ -112,6 +123,8 @@ struct Ctx {
     products: Arc<Vec<String>>,
     /// When each store was last restored from an older copy (see [`Workload::restored`]).
     restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
+    /// Card payments accepted at each store, for staff to refund part of.
+    card_payments: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Ctx {
@@ -175,6 +188,7 @@ impl Workload {
             give_up: give_up.clone(),
             products: Arc::new(cluster.products.clone()),
             restored_at: Arc::new(Mutex::new(vec![None; cluster.stores.len()])),
+            card_payments: Arc::new(Mutex::new(vec![Vec::new(); cluster.stores.len()])),
         };
         let restored_at = ctx.restored_at.clone();
         let mut tasks = JoinSet::new();
@@ -294,6 +308,12 @@ async fn shopper(
                         .json(&body)
                 })
                 .await;
+            if let (Outcome::Succeeded, Some("tok_visa"), Some(pid)) =
+                (&outcome, card_token, payment["id"].as_str())
+            {
+                ctx.card_payments.lock().unwrap_or_else(|p| p.into_inner())[store]
+                    .push(pid.to_string());
+            }
             op.payment = Some(PaymentOp {
                 method,
                 card_token,
@@ -321,7 +341,34 @@ async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, toke
     while pause(&ctx, &mut rng, 250, 700).await {
         n += 1;
         let product = ctx.products[rng.random_range(0..ctx.products.len())].clone();
-        if rng.random_range(0..100) < 60 {
+        let roll = rng.random_range(0..100);
+        let refundable = {
+            let paid = ctx.card_payments.lock().unwrap_or_else(|p| p.into_inner());
+            (!paid[store].is_empty())
+                .then(|| paid[store][rng.random_range(0..paid[store].len())].clone())
+        };
+        if let (true, Some(payment_id)) = (roll < 15, refundable) {
+            // A partial refund (every price is above 1.00); refused (409) while the charge is
+            // pending or when little is left.
+            let refund_key = key(&mut rng);
+            let (outcome, _) = ctx
+                .send(|| {
+                    ctx.client
+                        .post(format!("{base}/v1/payments/{payment_id}/refunds"))
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &refund_key)
+                        .json(&json!({"amount": 100, "reason": "goodwill"}))
+                })
+                .await;
+            ctx.record(|h| {
+                h.refunds.push(RefundOp {
+                    store,
+                    payment_id,
+                    amount: 100,
+                    outcome,
+                })
+            });
+        } else if roll < 65 {
             let qty = rng.random_range(1..=3);
             let receipt_key = key(&mut rng);
             let since = Instant::now();

@@ -32,11 +32,13 @@ pub fn bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let exe = std::env::current_exe().expect("current exe");
-            // target/<profile>/deps/<test binary>
-            exe.parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .expect("target dir")
+            // target/<profile>/deps/<test binary>, or target/<profile>/<binary> (the soak)
+            let dir = exe.parent().expect("target dir");
+            if dir.ends_with("deps") {
+                dir.parent().expect("target dir").to_path_buf()
+            } else {
+                dir.to_path_buf()
+            }
         });
     let path = dir.join(name);
     assert!(

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use edgecart_e2e::chaos::check::{Expect, converge, violations};
 use edgecart_e2e::chaos::proxy::Fault;
-use edgecart_e2e::chaos::workload::{History, Outcome, Workload};
-use edgecart_e2e::chaos::{Cluster, ClusterConfig, seed};
+use edgecart_e2e::chaos::workload::{History, Outcome, ReceiptOp, Workload};
+use edgecart_e2e::chaos::{Cluster, ClusterConfig, inventory_client, seed};
+use edgecart_proto::pb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -143,7 +144,32 @@ async fn main() {
     let mut round = 0;
     while Instant::now() < end {
         round += 1;
-        let w = Workload::start(&c);
+        // Restock at the hub every round so a long soak does not sell out (recorded like any
+        // other receipt, for the stock check).
+        if round > 1 {
+            let mut inventory = inventory_client(&c.hub).await;
+            for product in c.products.clone() {
+                let qty = args.initial_stock / 2;
+                let r = inventory
+                    .receive_stock(pb::ReceiveStockRequest {
+                        product_id: product.clone(),
+                        quantity: qty,
+                    })
+                    .await;
+                all.receipts.push(ReceiptOp {
+                    store: None,
+                    product,
+                    qty,
+                    outcome: if r.is_ok() {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Unknown
+                    },
+                    spans_restore: false,
+                });
+            }
+        }
+        let w = Workload::start_round(&c, round);
         let round_end = Instant::now() + Duration::from_secs(args.round_secs);
         let mut faults = Vec::new();
         while Instant::now() < round_end {

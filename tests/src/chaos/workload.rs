@@ -178,6 +178,13 @@ impl Workload {
     /// Starts shoppers at every store, staff at every store and at the hub, and the stock
     /// monitor.
     pub fn start(cluster: &Cluster) -> Workload {
+        Self::start_round(cluster, 0)
+    }
+
+    /// Like [`Workload::start`], for the `round`-th workload on the same cluster (the soak):
+    /// each round draws fresh choices and idempotency keys from the seed.
+    pub fn start_round(cluster: &Cluster, round: u64) -> Workload {
+        let seed = cluster.seed ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let stop = CancellationToken::new();
         let history = Arc::new(Mutex::new(History::default()));
         let give_up = Arc::new(Mutex::new(None));
@@ -195,10 +202,10 @@ impl Workload {
         for (s, store) in cluster.stores.iter().enumerate() {
             let base = store.node.base();
             for (k, (_, token)) in store.shoppers.iter().enumerate() {
-                let rng = StdRng::seed_from_u64(cluster.seed ^ ((s as u64) << 32 | k as u64));
+                let rng = StdRng::seed_from_u64(seed ^ ((s as u64) << 32 | k as u64));
                 tasks.spawn(shopper(ctx.clone(), rng, s, k, base.clone(), token.clone()));
             }
-            let rng = StdRng::seed_from_u64(cluster.seed ^ (0xA11 << 40 | s as u64));
+            let rng = StdRng::seed_from_u64(seed ^ (0xA11 << 40 | s as u64));
             tasks.spawn(store_staff(
                 ctx.clone(),
                 rng,
@@ -207,7 +214,7 @@ impl Workload {
                 store.admin_token.clone(),
             ));
         }
-        let rng = StdRng::seed_from_u64(cluster.seed ^ 0xB0B);
+        let rng = StdRng::seed_from_u64(seed ^ 0xB0B);
         tasks.spawn(hub_staff(ctx.clone(), rng, cluster.hub.url()));
         let bases: Vec<String> = cluster.stores.iter().map(|s| s.node.base()).collect();
         tasks.spawn(monitor(ctx, bases, cluster.hub.url()));

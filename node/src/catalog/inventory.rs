@@ -59,10 +59,10 @@ fn view(known: &Known, node: &ActorId) -> StockView {
     }
 }
 
-/// Max-merges a cell received from the hub (a transfer into this node, or on a re-sync this
-/// node's own cell as the hub last saw it) and refreshes the derived stock level.
-/// Merges a cell from the hub. `version` stamps the change this node reports back when it
-/// re-bases one of its own cells after a restore.
+/// Merges a cell received from the hub (a transfer into this node, or on a re-sync this node's
+/// own cell as the hub last saw it) and refreshes the derived stock level. Cells are max-merged,
+/// except this node's own cells on a re-sync after a restore, which are re-based (see
+/// [`remember_boot_cells`]); `version` stamps the change that reports a re-based cell back.
 pub fn merge_remote(
     tx: &Tx,
     node: &ActorId,

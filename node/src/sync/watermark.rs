@@ -29,12 +29,14 @@ fn write(path: &Path, seq: i64) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Keeps the record up to date (also when a re-sync renumbered the log lower) until `stop`.
+/// Keeps the record up to date until `stop`. It only ever moves up: a restored node that is
+/// restarted before the hub re-synced it must still know it was restored. (After a re-sync that
+/// renumbered the log below the record, the next start waits for the hub's word once.)
 pub async fn keep(state: AppState, path: PathBuf, stop: CancellationToken) {
     let mut written = read(&path);
     loop {
         if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
-            && written != Some(last_seq)
+            && written.is_none_or(|w| last_seq > w)
         {
             let p = path.clone();
             match tokio::task::spawn_blocking(move || write(&p, last_seq)).await {

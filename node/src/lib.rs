@@ -76,10 +76,16 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     time::set_offset_ms(config.clock_offset_ms);
     let (_, last_seq) = db.read(sync::changelog::cursors).await?;
     // Only a node with a hub can be re-synced; a standalone one goes on from its copy.
+    let marker = sync::watermark::marker(&config.data_dir);
     let restored = config.hub_url.is_some()
-        && sync::watermark::read(&sync::watermark::path(&config.data_dir))
-            .is_some_and(|recorded| recorded > last_seq);
+        && (marker.exists()
+            || sync::watermark::read(&sync::watermark::path(&config.data_dir))
+                .is_some_and(|recorded| recorded > last_seq));
     if restored {
+        // Kept across restarts until the hub has re-synced this node: the change log's
+        // numbers alone cannot tell once new entries pass the watermark.
+        sync::watermark::set_marker(&marker, last_seq)
+            .with_context(|| format!("writing {}", marker.display()))?;
         tracing::warn!(
             last_seq,
             "this database is older than what this node had written (restored from a copy?): \
@@ -110,6 +116,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         offline_card_limit: config.offline_card_limit,
         offline_card_total: config.offline_card_total,
         hub_configured: config.hub_url.is_some(),
+        restore_marker: marker,
         sync: Default::default(),
         metrics: http::health::metrics_handle(),
     });

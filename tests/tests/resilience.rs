@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, order,
-    wait_until,
+    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, login,
+    order, register, stock_at, wait_until,
 };
 use edgecart_proto::hlc::Clock;
 use edgecart_proto::ids::ActorId;
@@ -377,5 +377,152 @@ fn checkpoint_copy(dir: &std::path::Path, db: &std::path::Path, to: &std::path::
         if wal.exists() {
             std::fs::copy(&wal, format!("{}-wal", to.display())).unwrap();
         }
+    }
+}
+
+/// A store restored from an older copy while the hub is away knows it by itself (its change-log
+/// watermark is ahead of the database): it does not sell what it had sold before — the copy may
+/// count rights already spent — not even after another restart, until the hub re-syncs it.
+/// Products it had never sold stay on sale (until a restart: then what it sold since is held too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_resynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start(&dir.path().join("hub"));
+    let node_dir = dir.path().join("store-1");
+    let mut node = TestNode::start("store-1", &node_dir, Some(&hub.url()));
+    let client = Client::new();
+    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+        hub.channel().await,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        hub.channel().await,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let mut products = Vec::new();
+    for name in ["Sold before", "Never sold"] {
+        let id = catalog
+            .create_product(pb::CreateProductRequest {
+                name: name.into(),
+                price: Some(pb::Money {
+                    amount: 100,
+                    currency: "USD".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        inventory
+            .receive_stock(pb::ReceiveStockRequest {
+                product_id: id.clone(),
+                quantity: 20,
+            })
+            .await
+            .unwrap();
+        products.push(id);
+    }
+    let (sold, never) = (products[0].clone(), products[1].clone());
+    for p in &products {
+        wait_until(
+            CONVERGE,
+            "rights at the node",
+            || async { stock_at(&client, &node, p).await.filter(|(h, _)| *h > 2) },
+            || async { node.proc.log() },
+        )
+        .await;
+    }
+    let token = register(&client, &node, "held@example.com").await;
+    assert_eq!(order(&client, &node, &token, &sold, 1).await.0, 201);
+    let copy = dir.path().join("copy.db");
+    edgecart_e2e::chaos::backup(&node.db_path(), &copy);
+    assert_eq!(order(&client, &node, &token, &sold, 1).await.0, 201);
+    // The watermark beside the database moves past the copy's change log (written about once
+    // a second).
+    let copy_seq: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let watermark = node_dir.join("edgecart-node.seq");
+    wait_until(
+        CONVERGE,
+        "the watermark to move past the copy",
+        || async {
+            let now: i64 = std::fs::read_to_string(&watermark).ok()?.parse().ok()?;
+            (now > copy_seq).then_some(())
+        },
+        || async { node.proc.log() },
+    )
+    .await;
+
+    hub.kill9();
+    node.kill9();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", node.db_path().display()));
+    }
+    std::fs::copy(&copy, node.db_path()).unwrap();
+    for start in 0..2 {
+        node.restart();
+        let token = login(&client, &node, "held@example.com", "shopper-pass-1")
+            .await
+            .expect("the shopper signs in");
+        let (status, body) = order(&client, &node, &token, &sold, 1).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["type"], "urn:edgecart:problem:resyncing");
+        if start == 0 {
+            assert_eq!(order(&client, &node, &token, &never, 1).await.0, 201);
+        }
+    }
+    assert!(
+        node.proc
+            .log()
+            .contains("older than what this node had written")
+    );
+
+    // The hub comes back: it re-syncs the node, which sells again, counting right.
+    hub.restart();
+    let token = login(&client, &node, "held@example.com", "shopper-pass-1")
+        .await
+        .unwrap();
+    wait_until(
+        CONVERGE,
+        "the node to sell the held product again",
+        || async { (order(&client, &node, &token, &sold, 1).await.0 == 201).then_some(()) },
+        || async { format!("{}\n{}", node.proc.log(), hub.proc.log()) },
+    )
+    .await;
+    wait_until(
+        CONVERGE,
+        "the node to drop its restore marker (at the hub's heartbeat after the re-sync)",
+        || async { (!node_dir.join("edgecart-node.restored").exists()).then_some(()) },
+        || async { node.proc.log() },
+    )
+    .await;
+    // Nothing sold on either side of the restore is lost or counted twice: 2 + 1 units of the
+    // held product, and the unit of the other sold while the hub was away.
+    for (product, global) in [(&sold, 17), (&never, 19)] {
+        wait_until(
+            CONVERGE,
+            "every unit sold counted once at the hub",
+            || {
+                let mut inv = inventory.clone();
+                let product_id = product.clone();
+                async move {
+                    let l = inv
+                        .get_stock(pb::GetStockRequest { product_id })
+                        .await
+                        .ok()?
+                        .into_inner();
+                    (l.global_stock == global).then_some(l)
+                }
+            },
+            || async { hub.proc.log() },
+        )
+        .await;
     }
 }

@@ -18,6 +18,35 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("edgecart-node.seq")
 }
 
+/// Present while a restore the node noticed waits for the hub's re-sync (so that a restart in
+/// between still knows).
+pub fn marker(data_dir: &Path) -> PathBuf {
+    data_dir.join("edgecart-node.restored")
+}
+
+/// Records a restore noticed at start-up: the change log of the copy ended at `copy_seq`.
+pub fn set_marker(path: &Path, copy_seq: i64) -> std::io::Result<()> {
+    if path.exists() {
+        // A restart before the re-sync: the first start knew where the copy ended.
+        return Ok(());
+    }
+    std::fs::write(path, copy_seq.to_string())
+}
+
+/// Where the restored copy's change log ended, while a restore waits for the hub's re-sync.
+pub fn marker_seq(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The hub re-synced this node (or said it was not behind): the restore is dealt with.
+pub fn clear_marker(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!("restore dealt with: selling everything again"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, path = %path.display(), "removing the restore marker"),
+    }
+}
+
 /// The recorded sequence, if there is a readable record.
 pub fn read(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

@@ -23,9 +23,9 @@ pub struct Inner {
     pub offline_card_limit: i64,
     pub offline_card_total: i64,
     pub hub_configured: bool,
-    /// Marks a restore this node noticed itself until the hub has re-synced it (see
-    /// `sync::watermark`).
-    pub restore_marker: std::path::PathBuf,
+    /// Where the database lives, with the change-log watermark and restore marker beside it
+    /// (`sync::watermark`).
+    pub data_dir: std::path::PathBuf,
     pub sync: Arc<crate::sync::SyncHandle>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -525,4 +525,18 @@ async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_
         )
         .await;
     }
+    // Dealt with: a later restart, even with the hub away, is an ordinary one.
+    hub.kill9();
+    node.restart();
+    let token = login(&client, &node, "held@example.com", "shopper-pass-1")
+        .await
+        .unwrap();
+    let (status, body) = order(&client, &node, &token, &sold, 1).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        !node
+            .proc
+            .log()
+            .contains("older than what this node had written")
+    );
 }

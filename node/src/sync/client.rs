@@ -95,7 +95,7 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
     // Restored from an older copy (noticed here): say where the copy ended, not where the log
     // has got to since, so the hub re-syncs this node and renumbers what it wrote since,
     // instead of taking those entries for replays of the lost ones.
-    let last_seq = super::watermark::marker_seq(&state.restore_marker)
+    let last_seq = super::watermark::marker_seq(&super::watermark::marker(&state.data_dir))
         .map_or(last_seq, |copy| copy.min(last_seq));
     let (out, rx) = mpsc::channel(OUTBOUND);
     out.send(node_msg(node_message::Msg::Hello(pb::Hello {
@@ -152,7 +152,7 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
                 crate::catalog::inventory::forget_boot_cells(tx)
             })
             .await?;
-        super::watermark::clear_marker(&state.restore_marker);
+        super::watermark::restore_dealt_with(state).await;
     }
     tracing::info!(hub_release = %welcome.release, node_cursor = welcome.node_cursor, "connected to the hub");
     state.sync.set_connected(Some(out.clone()));
@@ -218,7 +218,7 @@ async fn receive(
                     .write(crate::catalog::inventory::forget_boot_cells)
                     .await?;
                 tracing::info!("re-sync after a restore complete");
-                super::watermark::clear_marker(&state.restore_marker);
+                super::watermark::restore_dealt_with(state).await;
             }
             hub_message::Msg::Heartbeat(_) => {}
             hub_message::Msg::Welcome(_) => return Err(SyncError::Protocol("a second Welcome")),

@@ -38,12 +38,24 @@ pub fn marker_seq(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The hub re-synced this node (or said it was not behind): the restore is dealt with.
-pub fn clear_marker(path: &Path) {
-    match std::fs::remove_file(path) {
+/// The hub re-synced this node (or said it was not behind): the restore is dealt with. The
+/// marker goes, and the record is brought down to the log as it now stands (a re-sync may have
+/// renumbered it below the record), so the next start does not take it for a new restore.
+pub async fn restore_dealt_with(state: &AppState) {
+    let marker = marker(&state.data_dir);
+    match std::fs::remove_file(&marker) {
         Ok(()) => tracing::info!("restore dealt with: selling everything again"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(error = %e, path = %path.display(), "removing the restore marker"),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %marker.display(), "removing the restore marker")
+        }
+    }
+    let record = path(&state.data_dir);
+    if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
+        && read(&record).is_some_and(|recorded| recorded > last_seq)
+        && let Err(e) = write(&record, last_seq)
+    {
+        tracing::warn!(error = %e, path = %record.display(), "writing the change-log watermark");
     }
 }
 
@@ -58,18 +70,18 @@ fn write(path: &Path, seq: i64) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Keeps the record up to date until `stop`. It only ever moves up: a restored node that is
-/// restarted before the hub re-synced it must still know it was restored. (After a re-sync that
-/// renumbered the log below the record, the next start waits for the hub's word once.)
+/// Keeps the record up to date until `stop`. It only moves up here (a restored node restarted
+/// before the hub re-synced it must still know); `restore_dealt_with` brings it down.
 pub async fn keep(state: AppState, path: PathBuf, stop: CancellationToken) {
-    let mut written = read(&path);
     loop {
+        // Read each time: `restore_dealt_with` may have brought it down.
+        let written = read(&path);
         if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
             && written.is_none_or(|w| last_seq > w)
         {
             let p = path.clone();
             match tokio::task::spawn_blocking(move || write(&p, last_seq)).await {
-                Ok(Ok(())) => written = Some(last_seq),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, path = %path.display(), "writing the change-log watermark")
                 }

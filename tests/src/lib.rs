@@ -245,6 +245,43 @@ impl TestHub {
         *self = TestHub::start_with(&self.dir.clone(), self.port, &extra);
     }
 
+    /// Creates a product at the hub (USD, `price` in cents) and, when `quantity` > 0, receives
+    /// that many units at the hub; returns the product id.
+    pub async fn stocked_product(&self, name: &str, price: i64, quantity: i64) -> String {
+        use edgecart_proto::pb;
+        let ch = self.channel().await;
+        let id = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+            ch.clone(),
+            AdminToken(ADMIN_TOKEN),
+        )
+        .create_product(pb::CreateProductRequest {
+            name: name.into(),
+            description: "initial".into(),
+            price: Some(pb::Money {
+                amount: price,
+                currency: "USD".into(),
+            }),
+            category_id: String::new(),
+        })
+        .await
+        .expect("create product")
+        .into_inner()
+        .id;
+        if quantity > 0 {
+            pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+                ch,
+                AdminToken(ADMIN_TOKEN),
+            )
+            .receive_stock(pb::ReceiveStockRequest {
+                product_id: id.clone(),
+                quantity,
+            })
+            .await
+            .expect("receive stock");
+        }
+        id
+    }
+
     pub async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Endpoint::from_shared(self.url())
             .expect("url")

@@ -33,36 +33,7 @@ async fn shop(hub_args: &[&str], node_args: &[&str]) -> Shop {
         node_args,
     );
     let client = Client::new();
-    let ch = hub.channel().await;
-    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
-        ch.clone(),
-        AdminToken(ADMIN_TOKEN),
-    );
-    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
-        ch,
-        AdminToken(ADMIN_TOKEN),
-    );
-    let product = catalog
-        .create_product(pb::CreateProductRequest {
-            name: "Grinder".into(),
-            description: String::new(),
-            price: Some(pb::Money {
-                amount: 2500,
-                currency: "USD".into(),
-            }),
-            category_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    inventory
-        .receive_stock(pb::ReceiveStockRequest {
-            product_id: product.clone(),
-            quantity: 50,
-        })
-        .await
-        .unwrap();
+    let product = hub.stocked_product("Grinder", 2500, 50).await;
     wait_until(
         CONVERGE,
         "stock rights at the node",

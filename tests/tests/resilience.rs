@@ -391,37 +391,13 @@ async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_
     let node_dir = dir.path().join("store-1");
     let mut node = TestNode::start("store-1", &node_dir, Some(&hub.url()));
     let client = Client::new();
-    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
-        hub.channel().await,
-        AdminToken(ADMIN_TOKEN),
-    );
-    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+    let inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
         hub.channel().await,
         AdminToken(ADMIN_TOKEN),
     );
     let mut products = Vec::new();
     for name in ["Sold before", "Never sold"] {
-        let id = catalog
-            .create_product(pb::CreateProductRequest {
-                name: name.into(),
-                price: Some(pb::Money {
-                    amount: 100,
-                    currency: "USD".into(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .id;
-        inventory
-            .receive_stock(pb::ReceiveStockRequest {
-                product_id: id.clone(),
-                quantity: 20,
-            })
-            .await
-            .unwrap();
-        products.push(id);
+        products.push(hub.stocked_product(name, 100, 20).await);
     }
     let (sold, never) = (products[0].clone(), products[1].clone());
     for p in &products {

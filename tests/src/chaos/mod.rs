@@ -73,8 +73,6 @@ pub struct Store {
     pub shoppers: Vec<(String, String)>,
 }
 
-pub type Catalog =
-    pb::catalog_admin_client::CatalogAdminClient<InterceptedService<Channel, AdminToken>>;
 pub type Inventory =
     pb::inventory_admin_client::InventoryAdminClient<InterceptedService<Channel, AdminToken>>;
 
@@ -107,31 +105,13 @@ impl Cluster {
             .timeout(Duration::from_secs(3))
             .build()
             .expect("http client");
-        let mut catalog = admin_client(&hub).await;
-        let mut inventory = inventory_client(&hub).await;
         let mut products = Vec::new();
         for i in 0..config.products {
-            let p = catalog
-                .create_product(pb::CreateProductRequest {
-                    name: format!("Chaos item {i}"),
-                    description: "initial".into(),
-                    price: Some(pb::Money {
-                        amount: 500 + 100 * i as i64,
-                        currency: "USD".into(),
-                    }),
-                    category_id: String::new(),
-                })
-                .await
-                .expect("create product")
-                .into_inner();
-            inventory
-                .receive_stock(pb::ReceiveStockRequest {
-                    product_id: p.id.clone(),
-                    quantity: config.initial_stock,
-                })
-                .await
-                .expect("initial stock");
-            products.push(p.id);
+            let name = format!("Chaos item {i}");
+            products.push(
+                hub.stocked_product(&name, 500 + 100 * i as i64, config.initial_stock)
+                    .await,
+            );
         }
         let mut stores = Vec::new();
         for i in 0..config.nodes {
@@ -219,14 +199,7 @@ pub fn hub_channel(url: &str, timeout: Duration) -> Channel {
         .connect_lazy()
 }
 
-/// A catalog admin client on the hub (direct, not through any proxy).
-pub async fn admin_client(hub: &TestHub) -> Catalog {
-    pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
-        hub.channel().await,
-        AdminToken(ADMIN_TOKEN),
-    )
-}
-
+/// An inventory admin client on the hub (direct, not through any proxy).
 pub async fn inventory_client(hub: &TestHub) -> Inventory {
     pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
         hub.channel().await,

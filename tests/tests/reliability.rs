@@ -209,7 +209,7 @@ async fn hub_disk_full_for_a_moment() {
     assert!(c.hub.proc.alive(), "the hub exited:\n{}", c.hub.proc.log());
     let log = c.hub.proc.log();
     assert!(
-        log.contains("full"),
+        log.contains("database or disk is full"),
         "the hub never hit the full disk (no write failed)"
     );
     assert_promises(&c, &h, Expect::default()).await;

@@ -8,11 +8,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use edgecart_e2e::chaos::check::{Expect, assert_promises};
+use edgecart_e2e::chaos::hub_channel;
 use edgecart_e2e::chaos::proxy::Fault;
 use edgecart_e2e::chaos::workload::Workload;
 use edgecart_e2e::chaos::{Cluster, ClusterConfig, backup, fill_disk, seed};
+use edgecart_e2e::{ADMIN_TOKEN, AdminToken, get_json_auth, wait_until};
+use edgecart_proto::pb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 
 /// Outcomes still unknown when the faults end are retried for this long.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -143,12 +147,36 @@ async fn node_clocks_ten_minutes_off() {
         .set(Fault::Delay(Duration::from_millis(40)));
     ms(2000).await;
     c.stores[1].proxy.set(Fault::Stall);
+    // The same product edited at the same moment at both stores and at the hub (besides the
+    // workload's own edits): one version must win everywhere.
+    let product = &c.products[0];
+    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+        hub_channel(&c.hub.url(), Duration::from_secs(5)),
+        AdminToken(ADMIN_TOKEN),
+    );
+    let patch = |s: usize| {
+        c.client
+            .patch(c.stores[s].node.url(&format!("/v1/products/{product}")))
+            .bearer_auth(&c.stores[s].admin_token)
+            .json(&json!({"description": format!("crossing edit at store-{s}")}))
+            .send()
+    };
+    let (a, b, hub) = tokio::join!(
+        patch(0),
+        patch(1),
+        catalog.update_product(pb::UpdateProductRequest {
+            id: product.clone(),
+            description: Some("crossing edit at the hub".into()),
+            ..Default::default()
+        })
+    );
+    assert_eq!(a.expect("store-0 edit").status(), 200);
+    assert_eq!(b.expect("store-1 edit").status(), 200);
+    hub.expect("hub edit");
     ms(2000).await;
     c.stores[1].proxy.set(Fault::None);
     ms(2500).await;
     let h = w.finish(SETTLE).await;
-    assert!(h.edits.iter().filter(|(at, _)| at.is_some()).count() > 0);
-    assert!(h.edits.iter().filter(|(at, _)| at.is_none()).count() > 0);
     assert_promises(&c, &h, Expect::default()).await;
 }
 
@@ -160,6 +188,35 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     let copy = c.dir.path().join("store-0-backup.db");
     backup(&c.stores[0].node.db_path(), &copy);
     ms(3000).await;
+    // The hub must have taken in more of this store's changes than the copy holds, or there is
+    // nothing to detect (on a loaded machine it can lag): wait for that before the crash.
+    let copy_seq: i64 = rusqlite::Connection::open(&copy)
+        .expect("open the copy")
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the copy's change-log end");
+    let status_url = c.stores[0].node.url("/v1/sync/status");
+    let watermark = c.stores[0].node.dir.join("edgecart-node.seq");
+    let admin = c.stores[0].admin_token.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the hub (and the node's watermark) to be past what the copy holds",
+        || async {
+            let s = get_json_auth(&c.client, status_url.clone(), &admin).await;
+            // ... and the node's own record beside its database, written about once a second.
+            let recorded: i64 = std::fs::read_to_string(&watermark)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (s["acked_seq"].as_i64()? > copy_seq && recorded > copy_seq).then_some(())
+        },
+        || async { c.stores[0].node.proc.log() },
+    )
+    .await;
     let store = &mut c.stores[0].node;
     store.kill9();
     let db = store.db_path();
@@ -202,15 +259,25 @@ async fn hub_disk_full_for_a_moment() {
     ms(1500).await;
     let (ballast, size) = fill_disk(&c.hub.disk_path());
     eprintln!("hub disk filled with {size} bytes of ballast");
-    ms(3000).await;
+    // Full until the hub's writes have failed for a while (its WAL may first reuse space it
+    // already has), then space comes back.
+    wait_until(
+        Duration::from_secs(30),
+        "the hub to hit the full disk",
+        || async {
+            c.hub
+                .proc
+                .log()
+                .contains("database or disk is full")
+                .then_some(())
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
+    ms(2000).await;
     std::fs::remove_file(&ballast).expect("remove ballast");
     ms(2000).await;
     let h = w.finish(SETTLE).await;
     assert!(c.hub.proc.alive(), "the hub exited:\n{}", c.hub.proc.log());
-    let log = c.hub.proc.log();
-    assert!(
-        log.contains("database or disk is full"),
-        "the hub never hit the full disk (no write failed)"
-    );
     assert_promises(&c, &h, Expect::default()).await;
 }

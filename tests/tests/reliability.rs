@@ -187,6 +187,7 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     ms(1500).await;
     let copy = c.dir.path().join("store-0-backup.db");
     backup(&c.stores[0].node.db_path(), &copy);
+    w.copied(0);
     ms(3000).await;
     // The hub must have taken in more of this store's changes than the copy holds, or there is
     // nothing to detect (on a loaded machine it can lag): wait for that before the crash.

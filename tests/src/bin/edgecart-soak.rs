@@ -166,6 +166,7 @@ async fn main() {
                         Outcome::Unknown
                     },
                     spans_restore: false,
+                    may_be_lost: false,
                 });
             }
         }

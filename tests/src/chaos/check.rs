@@ -376,10 +376,10 @@ pub async fn violations(
     // Stock arithmetic: global = initial + received − units in orders that stand.
     for id in &cluster.products {
         let level = &snap.hub_stock[id];
-        let received = |o: &Outcome| -> i64 {
+        let received = |o: &Outcome, lost: bool| -> i64 {
             h.receipts
                 .iter()
-                .filter(|r| &r.product == id && &r.outcome == o)
+                .filter(|r| &r.product == id && &r.outcome == o && r.may_be_lost == lost)
                 .map(|r| r.qty)
                 .sum()
         };
@@ -391,7 +391,7 @@ pub async fn violations(
             .filter(|i| &i.product_id == id)
             .map(|i| i.quantity)
             .sum();
-        let low = cluster.config.initial_stock + received(&Outcome::Succeeded) - sold;
+        let low = cluster.config.initial_stock + received(&Outcome::Succeeded, false) - sold;
         // A receipt retried across a restore may have been applied twice (its key forgotten).
         let twice: i64 = h
             .receipts
@@ -399,7 +399,11 @@ pub async fn violations(
             .filter(|r| &r.product == id && r.spans_restore)
             .map(|r| r.qty)
             .sum();
-        let high = low + received(&Outcome::Unknown) + twice;
+        let high = low
+            + received(&Outcome::Unknown, false)
+            + received(&Outcome::Unknown, true)
+            + received(&Outcome::Succeeded, true)
+            + twice;
         if level.global_stock < low || level.global_stock > high {
             v.push(format!(
                 "{id}: global stock {} not within [{low}, {high}] (initial {} + received − {sold} in standing orders)",
@@ -421,7 +425,8 @@ pub async fn violations(
     let hub_orders: HashMap<&str, &pb::Order> =
         snap.hub_orders.iter().map(|o| (o.id.as_str(), o)).collect();
     for (s, store) in cluster.stores.iter().enumerate() {
-        let ok = h.count(|o| o.store == s && o.outcome == Outcome::Succeeded);
+        let ok = h.count(|o| o.store == s && o.outcome == Outcome::Succeeded && !o.may_be_lost);
+        let maybe = h.count(|o| o.store == s && o.outcome == Outcome::Succeeded && o.may_be_lost);
         let unknown = h.count(|o| o.store == s && o.outcome == Outcome::Unknown);
         let at_hub = snap
             .hub_orders
@@ -431,14 +436,19 @@ pub async fn violations(
         // A restored node forgot the idempotency keys it saw after the copy was taken: a retry
         // of a request that was in flight when it was killed makes a second order.
         let forgotten = h.count(|o| o.store == s && o.spans_restore);
-        if at_hub < ok || at_hub > ok + unknown + forgotten {
+        if at_hub < ok || at_hub > ok + maybe + unknown + forgotten {
             v.push(format!(
                 "{}: {at_hub} orders at the hub, but {ok} were confirmed and {unknown} unknown",
                 store.node.id
             ));
         }
     }
-    for op in &h.orders {
+    // What a restore may have lost, or made twice, is left to the count bounds above.
+    for op in h
+        .orders
+        .iter()
+        .filter(|o| !o.may_be_lost && !o.spans_restore)
+    {
         let store = &cluster.stores[op.store].node.id;
         let Some(id) = op.order_id.as_deref() else {
             continue;
@@ -552,7 +562,11 @@ pub async fn violations(
             }
         }
         // Refunds staff confirmed (201) are at the hub, settled, and add up.
-        for r in h.refunds.iter().filter(|r| r.outcome == Outcome::Succeeded) {
+        for r in h
+            .refunds
+            .iter()
+            .filter(|r| r.outcome == Outcome::Succeeded && !r.may_be_lost)
+        {
             match snap.payments.iter().find(|p| p.id == r.payment_id) {
                 None => v.push(format!(
                     "refunded payment {} unknown to the hub",
@@ -568,7 +582,11 @@ pub async fn violations(
                     let asked: i64 = h
                         .refunds
                         .iter()
-                        .filter(|x| x.payment_id == p.id && x.outcome == Outcome::Succeeded)
+                        .filter(|x| {
+                            x.payment_id == p.id
+                                && x.outcome == Outcome::Succeeded
+                                && !x.may_be_lost
+                        })
                         .map(|x| x.amount)
                         .sum();
                     if settled < asked {

@@ -42,6 +42,10 @@ pub struct OrderOp {
     /// The request was being retried across a restore of its store from an older copy: the
     /// store forgot its idempotency key, so it may have been applied twice.
     pub spans_restore: bool,
+    /// Confirmed after a copy of its store's database was taken and before the store was
+    /// restored from it: if the hub had not received it by the crash, it is lost (a restore
+    /// loses what was done after the copy and never synced).
+    pub may_be_lost: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +65,8 @@ pub struct ReceiptOp {
     pub outcome: Outcome,
     /// See [`OrderOp::spans_restore`].
     pub spans_restore: bool,
+    /// See [`OrderOp::may_be_lost`].
+    pub may_be_lost: bool,
 }
 
 /// A partial refund staff asked for at a store.
@@ -70,6 +76,8 @@ pub struct RefundOp {
     pub payment_id: String,
     pub amount: i64,
     pub outcome: Outcome,
+    /// See [`OrderOp::may_be_lost`].
+    pub may_be_lost: bool,
 }
 
 /// Everything the workload did, and what the monitor saw.
@@ -110,6 +118,7 @@ pub struct Workload {
     history: Arc<Mutex<History>>,
     give_up: Arc<Mutex<Option<Instant>>>,
     restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
+    copied: Arc<Mutex<Vec<bool>>>,
     pub started: Instant,
 }
 
@@ -123,11 +132,20 @@ struct Ctx {
     products: Arc<Vec<String>>,
     /// When each store was last restored from an older copy (see [`Workload::restored`]).
     restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
+    /// Stores whose database was copied (to be restored from later).
+    copied: Arc<Mutex<Vec<bool>>>,
     /// Card payments accepted at each store, for staff to refund part of.
     card_payments: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Ctx {
+    /// Whether what `store` confirms now may be lost by a coming restore (see
+    /// [`OrderOp::may_be_lost`]).
+    fn may_be_lost(&self, store: usize) -> bool {
+        self.copied.lock().unwrap_or_else(|p| p.into_inner())[store]
+            && self.restored_at.lock().unwrap_or_else(|p| p.into_inner())[store].is_none()
+    }
+
     /// Whether `store` was restored while a request that started at `since` was retried.
     fn spans_restore(&self, store: usize, since: Instant) -> bool {
         self.restored_at.lock().unwrap_or_else(|p| p.into_inner())[store].is_some_and(|t| t > since)
@@ -196,7 +214,9 @@ impl Workload {
             products: Arc::new(cluster.products.clone()),
             restored_at: Arc::new(Mutex::new(vec![None; cluster.stores.len()])),
             card_payments: Arc::new(Mutex::new(vec![Vec::new(); cluster.stores.len()])),
+            copied: Arc::new(Mutex::new(vec![false; cluster.stores.len()])),
         };
+        let copied = ctx.copied.clone();
         let restored_at = ctx.restored_at.clone();
         let mut tasks = JoinSet::new();
         for (s, store) in cluster.stores.iter().enumerate() {
@@ -224,12 +244,19 @@ impl Workload {
             history,
             give_up,
             restored_at,
+            copied,
             started: Instant::now(),
         }
     }
 
     /// Tells the history that `store` has just been restored from an older copy of its
     /// database (requests in flight now may be applied twice: their keys are forgotten).
+    /// Tells the history that a copy of `store`'s database has just been taken (to restore it
+    /// from later).
+    pub fn copied(&self, store: usize) {
+        self.copied.lock().unwrap_or_else(|p| p.into_inner())[store] = true;
+    }
+
     pub fn restored(&self, store: usize) {
         self.restored_at.lock().unwrap_or_else(|p| p.into_inner())[store] = Some(Instant::now());
     }
@@ -292,6 +319,7 @@ async fn shopper(
             payment: None,
             cancel: None,
             spans_restore: ctx.spans_restore(store, since),
+            may_be_lost: false,
         };
         if let Some(id) = op.order_id.clone() {
             // Pay: mostly by card (now and then a card that is declined), else cash.
@@ -339,6 +367,7 @@ async fn shopper(
                 op.cancel = Some(outcome);
             }
         }
+        op.may_be_lost = ctx.may_be_lost(store);
         ctx.record(|h| h.orders.push(op));
     }
 }
@@ -373,6 +402,7 @@ async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, toke
                     payment_id,
                     amount: 100,
                     outcome,
+                    may_be_lost: ctx.may_be_lost(store),
                 })
             });
         } else if roll < 65 {
@@ -395,6 +425,7 @@ async fn store_staff(ctx: Ctx, mut rng: StdRng, store: usize, base: String, toke
                     qty,
                     outcome,
                     spans_restore: ctx.spans_restore(store, since),
+                    may_be_lost: ctx.may_be_lost(store),
                 })
             });
         } else {
@@ -462,6 +493,7 @@ async fn hub_staff(ctx: Ctx, mut rng: StdRng, hub_url: String) {
                     qty,
                     outcome,
                     spans_restore: false,
+                    may_be_lost: false,
                 })
             });
         } else {

@@ -124,11 +124,7 @@ async fn seed_catalog(state: &AppState) -> Result<(), Error> {
                         now,
                     )?;
                     let version = st.clock.now();
-                    let ctx = StockCtx {
-                        node: &st.node_id,
-                        version: &version,
-                        low_stock_threshold: st.low_stock_threshold,
-                    };
+                    let ctx = StockCtx::new(&st, &version);
                     inventory::receive(tx, &ctx, id, *units)?;
                 }
             }

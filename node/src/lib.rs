@@ -120,6 +120,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         sync: Default::default(),
         metrics: http::health::metrics_handle(),
     });
+    state.sync.set_holding_for_restore(restored);
     demo::bootstrap(&state, config).await?;
     Ok(state)
 }

@@ -399,6 +399,27 @@ impl TestNode {
         self.dir.join("edgecart-node.db")
     }
 
+    /// Kills the node and puts `copy` in place of its database (an operator restoring a backup:
+    /// the database file alone, its WAL and shared-memory files removed). Start it again with
+    /// [`TestNode::restart`].
+    pub fn replace_database(&mut self, copy: &Path) {
+        self.kill9();
+        let db = self.db_path();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::copy(copy, &db).expect("restore the copy");
+    }
+
+    /// The node's record of how far its change log got (`edgecart-node.seq`), if written yet.
+    pub fn watermark(&self) -> Option<i64> {
+        std::fs::read_to_string(self.dir.join("edgecart-node.seq"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Kills the node (if running) and starts it again on the same port and data dir.
     pub fn restart(&mut self) {
         self.proc.kill9();

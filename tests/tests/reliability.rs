@@ -5,7 +5,7 @@
 //! `CHAOS_SEED=<seed>` reruns the same choices.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgecart_e2e::chaos::check::{Expect, assert_promises};
 use edgecart_e2e::chaos::hub_channel;
@@ -21,21 +21,21 @@ use serde_json::json;
 /// Outcomes still unknown when the faults end are retried for this long.
 const SETTLE: Duration = Duration::from_secs(20);
 
-async fn ms(n: u64) {
-    tokio::time::sleep(Duration::from_millis(n)).await;
-}
+// Faults are paced by business, not by the clock: `Workload::more_orders` waits (with a
+// deadline) until that many more orders were confirmed — at a given store, or anywhere.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_killed_and_restarted_under_load() {
     let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
     let w = Workload::start(&c);
-    ms(1500).await;
+    w.more_orders(None, 20).await;
     c.hub.kill9();
-    ms(2500).await;
+    // The stores go on selling within their rights while the hub is down.
+    w.more_orders(None, 15).await;
     c.hub.restart();
-    ms(1500).await;
+    w.more_orders(None, 15).await;
     c.hub.restart();
-    ms(2000).await;
+    w.more_orders(None, 20).await;
     let h = w.finish(SETTLE).await;
     assert_promises(&c, &h, Expect::default()).await;
 }
@@ -44,13 +44,13 @@ async fn hub_killed_and_restarted_under_load() {
 async fn node_killed_mid_order_stream_and_restarted() {
     let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
     let w = Workload::start(&c);
-    for pause in [1200, 900, 1500] {
-        ms(pause).await;
+    for orders in [15, 10, 15] {
+        w.more_orders(Some(0), orders).await;
+        // Its shoppers' requests in flight fail; they retry with the same keys.
         c.stores[0].node.kill9();
-        ms(700).await;
         c.stores[0].node.restart();
     }
-    ms(1500).await;
+    w.more_orders(Some(0), 15).await;
     let h = w.finish(SETTLE).await;
     assert_promises(
         &c,
@@ -67,11 +67,13 @@ async fn node_killed_mid_order_stream_and_restarted() {
 async fn node_partitioned_for_a_while_then_healed() {
     let c = Cluster::start(seed(), ClusterConfig::default()).await;
     let w = Workload::start(&c);
-    ms(1000).await;
+    w.more_orders(None, 10).await;
     c.stores[1].proxy.set(Fault::Down);
-    ms(4000).await;
+    // Cut off, the store goes on selling within its rights.
+    w.more_orders(Some(1), 8).await;
+    w.more_orders(Some(0), 10).await;
     c.stores[1].proxy.set(Fault::None);
-    ms(1500).await;
+    w.more_orders(Some(1), 8).await;
     let h = w.finish(SETTLE).await;
     assert!(
         c.stores[1].proxy.stats.resets.load(Ordering::Relaxed) > 0,
@@ -86,8 +88,8 @@ async fn every_link_flapping() {
     let c = Cluster::start(seed, ClusterConfig::default()).await;
     let w = Workload::start(&c);
     let mut rng = StdRng::seed_from_u64(seed);
-    let until = Instant::now() + Duration::from_secs(7);
-    while Instant::now() < until {
+    // Twenty flips of every link, each after a random handful of orders.
+    for _ in 0..20 {
         for s in &c.stores {
             let f = if s.proxy.fault() == Fault::None {
                 Fault::Down
@@ -96,7 +98,7 @@ async fn every_link_flapping() {
             };
             s.proxy.set(f);
         }
-        ms(rng.random_range(150..=450)).await;
+        w.more_orders(None, rng.random_range(2..=6)).await;
     }
     c.heal();
     let h = w.finish(SETTLE).await;
@@ -117,7 +119,17 @@ async fn acknowledgements_lost_after_the_hub_commits() {
     for s in &c.stores {
         s.proxy.set(Fault::LoseAcks(50));
     }
-    ms(7000).await;
+    // Until some acknowledgements were lost on every link, and business went on.
+    for s in &c.stores {
+        wait_until(
+            Duration::from_secs(30),
+            "acknowledgements lost on every link",
+            || async { (s.proxy.stats.acks_lost.load(Ordering::Relaxed) >= 3).then_some(()) },
+            || async { format!("seed {}", c.seed) },
+        )
+        .await;
+    }
+    w.more_orders(None, 40).await;
     c.heal();
     let h = w.finish(SETTLE).await;
     let lost: u64 = c
@@ -145,7 +157,7 @@ async fn node_clocks_ten_minutes_off() {
     c.stores[0]
         .proxy
         .set(Fault::Delay(Duration::from_millis(40)));
-    ms(2000).await;
+    w.more_orders(None, 20).await;
     c.stores[1].proxy.set(Fault::Stall);
     // The same product edited at the same moment at both stores and at the hub (besides the
     // workload's own edits): one version must win everywhere.
@@ -173,9 +185,9 @@ async fn node_clocks_ten_minutes_off() {
     assert_eq!(a.expect("store-0 edit").status(), 200);
     assert_eq!(b.expect("store-1 edit").status(), 200);
     hub.expect("hub edit");
-    ms(2000).await;
+    w.more_orders(Some(1), 10).await;
     c.stores[1].proxy.set(Fault::None);
-    ms(2500).await;
+    w.more_orders(None, 20).await;
     let h = w.finish(SETTLE).await;
     assert_promises(&c, &h, Expect::default()).await;
 }
@@ -184,11 +196,11 @@ async fn node_clocks_ten_minutes_off() {
 async fn node_restored_from_an_older_copy_of_its_database() {
     let mut c = Cluster::start(seed(), ClusterConfig::default()).await;
     let w = Workload::start(&c);
-    ms(1500).await;
+    w.more_orders(None, 20).await;
     let copy = c.dir.path().join("store-0-backup.db");
     backup(&c.stores[0].node.db_path(), &copy);
     w.copied(0);
-    ms(3000).await;
+    w.more_orders(Some(0), 20).await;
     // The hub must have taken in more of this store's changes than the copy holds, or there is
     // nothing to detect (on a loaded machine it can lag): wait for that before the crash.
     let copy_seq: i64 = rusqlite::Connection::open(&copy)
@@ -227,7 +239,8 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     std::fs::copy(&copy, &db).expect("restore the copy");
     store.restart();
     w.restored(0);
-    ms(2500).await;
+    // The restored store sells again (once re-synced).
+    w.more_orders(Some(0), 15).await;
     let h = w.finish(SETTLE).await;
     let node_log = c.stores[0].node.proc.log();
     assert!(
@@ -257,7 +270,7 @@ async fn hub_disk_full_for_a_moment() {
     };
     let mut c = Cluster::start(seed(), config).await;
     let w = Workload::start(&c);
-    ms(1500).await;
+    w.more_orders(None, 20).await;
     let (ballast, size) = fill_disk(&c.hub.disk_path());
     eprintln!("hub disk filled with {size} bytes of ballast");
     // Full until the hub's writes have failed for a while (its WAL may first reuse space it
@@ -275,9 +288,10 @@ async fn hub_disk_full_for_a_moment() {
         || async { c.hub.proc.log() },
     )
     .await;
-    ms(2000).await;
+    // The stores sell on while the hub cannot write.
+    w.more_orders(None, 10).await;
     std::fs::remove_file(&ballast).expect("remove ballast");
-    ms(2000).await;
+    w.more_orders(None, 20).await;
     let h = w.finish(SETTLE).await;
     assert!(c.hub.proc.alive(), "the hub exited:\n{}", c.hub.proc.log());
     assert_promises(&c, &h, Expect::default()).await;

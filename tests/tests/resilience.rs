@@ -304,11 +304,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
     .await;
 
     // Restore the older copy and start again: the hub notices and re-syncs the node.
-    node.kill9();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(node_dir.join(format!("edgecart-node.db{suffix}")));
-    }
-    std::fs::copy(&backup, &db).unwrap();
+    node.replace_database(&backup);
     node.restart();
     let mut inv = inventory.clone();
     let product_id = product.clone();
@@ -416,32 +412,17 @@ async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_
     assert_eq!(order(&client, &node, &token, &sold, 1).await.0, 201);
     // The watermark beside the database moves past the copy's change log (written about once
     // a second).
-    let copy_seq: i64 = rusqlite::Connection::open(&copy)
-        .unwrap()
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let watermark = node_dir.join("edgecart-node.seq");
+    let copy_seq = edgecart_e2e::chaos::log_end(&copy);
     wait_until(
         CONVERGE,
         "the watermark to move past the copy",
-        || async {
-            let now: i64 = std::fs::read_to_string(&watermark).ok()?.parse().ok()?;
-            (now > copy_seq).then_some(())
-        },
+        || async { (node.watermark()? > copy_seq).then_some(()) },
         || async { node.proc.log() },
     )
     .await;
 
     hub.kill9();
-    node.kill9();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", node.db_path().display()));
-    }
-    std::fs::copy(&copy, node.db_path()).unwrap();
+    node.replace_database(&copy);
     for start in 0..2 {
         node.restart();
         let token = login(&client, &node, "held@example.com", "shopper-pass-1")

@@ -319,11 +319,7 @@ async fn receive_stock(
                         return Err(Error::NotFound("product"));
                     }
                     let version = st.clock.now();
-                    let ctx = StockCtx {
-                        node: &st.node_id,
-                        version: &version,
-                        low_stock_threshold: st.low_stock_threshold,
-                    };
+                    let ctx = StockCtx::new(&st, &version);
                     let qty = req.delta.unsigned_abs();
                     if req.delta > 0 {
                         inventory::receive(tx, &ctx, id, qty)

@@ -24,11 +24,7 @@ use crate::sync::changelog;
 pub fn capture(tx: &Tx, st: &Inner, user_id: Uuid, lines: &[Line]) -> Result<OrderView> {
     let now = crate::time::now_ms();
     let version = st.clock.now();
-    let ctx = StockCtx {
-        node: &st.node_id,
-        version: &version,
-        low_stock_threshold: st.low_stock_threshold,
-    };
+    let ctx = StockCtx::new(st, &version);
     let order_id = edgecart_proto::ids::new_id();
     let mut total = Money::zero(st.currency);
     let mut rows = Vec::with_capacity(lines.len());
@@ -154,11 +150,7 @@ pub fn cancel(
 ) -> Result<()> {
     transition(tx, st, order_id, OrderStatus::Cancelled, actor, reason)?;
     let version = st.clock.now();
-    let ctx = StockCtx {
-        node: &st.node_id,
-        version: &version,
-        low_stock_threshold: st.low_stock_threshold,
-    };
+    let ctx = StockCtx::new(st, &version);
     for (product_id, quantity) in store::lines(tx, order_id)? {
         inventory::release(tx, &ctx, product_id, quantity)?;
     }

@@ -148,11 +148,7 @@ fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
         } => {
             let pid = product_id(p)?;
             let version = st.clock.now();
-            let ctx = StockCtx {
-                node: &st.node_id,
-                version: &version,
-                low_stock_threshold: st.low_stock_threshold,
-            };
+            let ctx = StockCtx::new(st, &version);
             let given = inventory::hand_back(tx, &ctx, pid, *quantity)?;
             tracing::info!(product_id = %pid, asked = quantity, given, "handed rights back to the hub");
         }

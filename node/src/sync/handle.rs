@@ -15,9 +15,19 @@ pub struct SyncHandle {
     // std Mutexes: held only to swap a sender or insert/remove a waiter, never across an await.
     outbound: Mutex<Option<mpsc::Sender<pb::NodeMessage>>>,
     top_ups: Mutex<HashMap<String, oneshot::Sender<i64>>>,
+    /// Restored from an older copy (noticed at start-up) and not yet re-synced by the hub.
+    restore_hold: AtomicBool,
 }
 
 impl SyncHandle {
+    pub fn holding_for_restore(&self) -> bool {
+        self.restore_hold.load(Ordering::Relaxed)
+    }
+
+    pub fn set_holding_for_restore(&self, hold: bool) {
+        self.restore_hold.store(hold, Ordering::Relaxed);
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }

@@ -4,28 +4,26 @@
 //! re-sync snapshot, and they are re-created here as they were last reported. Stock is not
 //! touched: the node's stock cells come back in the same snapshot and already count these
 //! sales. A record this node still has is brought up to the hub's copy when that copy is newer
-//! (both carry this node's own `updated_at`, so no other clock is compared).
+//! (both carry this node's own `updated_at`, so no other clock is compared). The rows are
+//! written with the orders' and payments' own store functions.
 
 use edgecart_proto::sync::{OrderPayload, PaymentPayload};
-use rusqlite::{OptionalExtension, params};
+use uuid::Uuid;
 
 use crate::db::Tx;
 use crate::error::{Error, Result};
+use crate::orders::model::OrderStatus;
+use crate::orders::store::{self as orders, ItemRow, OrderRow};
+use crate::payments::model::{Method, PaymentStatus};
+use crate::payments::store::{self as payments, PaymentRow};
 use crate::state::Inner;
+use crate::users::store as users;
 
-fn exists(tx: &Tx, sql: &str, id: &str) -> Result<bool> {
-    Ok(tx
-        .prepare_cached(sql)?
-        .query_row([id], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
+const ACTOR: &str = "hub";
+const REASON: &str = "restored from the hub's copy";
 
-fn updated_at(tx: &Tx, sql: &str, id: &str) -> Result<Option<i64>> {
-    Ok(tx
-        .prepare_cached(sql)?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+fn uuid(field: &str, raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::invalid(field, "not a UUID"))
 }
 
 /// Runs `work` in a savepoint: a record is re-created whole or not at all.
@@ -43,125 +41,104 @@ fn whole(tx: &Tx, work: impl FnOnce() -> Result<()>) -> Result<()> {
     }
 }
 
-/// Re-creates one of this node's orders from the hub's copy, unless it is here already.
+/// Re-creates one of this node's orders from the hub's copy, or brings it up to that copy.
 pub fn order(tx: &Tx, st: &Inner, o: &OrderPayload) -> Result<()> {
     if o.node_id != st.node_id.as_str() {
         return Ok(());
     }
-    if let Some(here) = updated_at(tx, "SELECT updated_at FROM orders WHERE id = ?1", &o.id)? {
-        if here < o.updated_at {
-            tx.prepare_cached(
-                "UPDATE orders SET status = ?2, total_amount = ?3, updated_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![o.id, o.status, o.total_amount, o.updated_at])?;
-            tx.prepare_cached(
-                "INSERT INTO order_status_history (order_id, seq, status, at, actor, reason)
-                 VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM order_status_history WHERE order_id = ?1),
-                         ?2, ?3, 'hub', 'restored from the hub''s copy')",
-            )?
-            .execute(params![o.id, o.status, o.updated_at])?;
+    let id = uuid("id", &o.id)?;
+    let status = OrderStatus::parse(&o.status).ok_or(Error::invalid("status", "unknown"))?;
+    if let Some(here) = orders::get(tx, id)? {
+        if here.updated_at < o.updated_at {
+            orders::set_status(tx, id, status, o.updated_at)?;
+            orders::append_history(tx, id, status, o.updated_at, ACTOR, Some(REASON))?;
         }
         return Ok(());
     }
-    if !exists(tx, "SELECT 1 FROM users WHERE id = ?1", &o.user_id)? {
+    let user_id = uuid("user_id", &o.user_id)?;
+    if users::get(tx, user_id)?.is_none() {
         return Err(Error::invalid("user_id", "unknown account"));
     }
     whole(tx, || {
-        tx.prepare_cached(
-            "INSERT INTO orders (id, user_id, node_id, status, total_amount, currency, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            o.id,
-            o.user_id,
-            o.node_id,
-            o.status,
-            o.total_amount,
-            o.currency,
-            o.created_at,
-            o.updated_at
-        ])?;
+        orders::insert(
+            tx,
+            &OrderRow {
+                id,
+                user_id,
+                node_id: o.node_id.clone(),
+                status,
+                total_amount: o.total_amount,
+                currency: o.currency.clone(),
+                created_at: o.created_at,
+                updated_at: o.updated_at,
+            },
+        )?;
         for (line, item) in o.items.iter().enumerate() {
-            tx.prepare_cached(
-                "INSERT INTO order_items (order_id, line, product_id, product_name, unit_price, quantity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                o.id,
-                line as i64 + 1,
-                item.product_id,
-                item.product_name,
-                item.unit_price.amount,
-                item.quantity
-            ])?;
+            orders::insert_item(
+                tx,
+                id,
+                &ItemRow {
+                    line: line as i64 + 1,
+                    product_id: uuid("product_id", &item.product_id)?,
+                    product_name: &item.product_name,
+                    unit_price: item.unit_price.amount,
+                    quantity: item.quantity,
+                },
+            )?;
         }
-        tx.prepare_cached(
-            "INSERT INTO order_status_history (order_id, seq, status, at, actor, reason)
-             VALUES (?1, 1, ?2, ?3, 'hub', 'restored from the hub''s copy')",
-        )?
-        .execute(params![o.id, o.status, o.updated_at])?;
-        Ok(())
+        orders::append_history(tx, id, status, o.updated_at, ACTOR, Some(REASON))
     })?;
     tracing::info!(order_id = %o.id, status = %o.status, "re-created an order from the hub's copy");
     Ok(())
 }
 
-/// Re-creates one of this node's payments (and its refunds) from the hub's copy, unless it is
-/// here already. Its order comes first in the same snapshot.
+/// Re-creates one of this node's payments (and its refunds) from the hub's copy, or brings it
+/// up to that copy. Its order comes first in the same snapshot.
 pub fn payment(tx: &Tx, p: &PaymentPayload) -> Result<()> {
-    if !exists(tx, "SELECT 1 FROM orders WHERE id = ?1", &p.order_id)? {
+    let (id, order_id) = (uuid("id", &p.id)?, uuid("order_id", &p.order_id)?);
+    if orders::get(tx, order_id)?.is_none() {
         return Ok(());
     }
-    if let Some(here) = updated_at(tx, "SELECT updated_at FROM payments WHERE id = ?1", &p.id)? {
-        if here < p.updated_at {
-            whole(tx, || {
-                tx.prepare_cached(
-                    "UPDATE payments SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![p.id, p.status, p.updated_at])?;
-                for r in &p.refunds {
-                    tx.prepare_cached(
-                        "INSERT INTO refunds (id, payment_id, amount, status, reason, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                         ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-                    )?
-                    .execute(params![r.id, p.id, r.amount.amount, r.status, r.reason, p.updated_at])?;
-                }
-                Ok(())
-            })?;
-        }
-        return Ok(());
-    }
+    let status = PaymentStatus::parse(&p.status);
     whole(tx, || {
-        tx.prepare_cached(
-            "INSERT INTO payments (id, order_id, user_id, method, status, amount, currency, card_token,
-                                   created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        )?
-        .execute(params![
-            p.id,
-            p.order_id,
-            p.user_id,
-            p.method,
-            p.status,
-            p.amount,
-            p.currency,
-            p.card_token,
-            p.updated_at
-        ])?;
+        match payments::get(tx, id)? {
+            Some(here) if here.updated_at >= p.updated_at => return Ok(()),
+            Some(_) => payments::set_status(tx, id, status, p.updated_at)?,
+            None => payments::insert(
+                tx,
+                &PaymentRow {
+                    id,
+                    order_id,
+                    user_id: uuid("user_id", &p.user_id)?,
+                    method: if p.method == "cash" {
+                        Method::Cash
+                    } else {
+                        Method::Card
+                    },
+                    status,
+                    amount: p.amount,
+                    currency: p.currency.clone(),
+                    failure_reason: None,
+                    created_at: p.updated_at,
+                    updated_at: p.updated_at,
+                },
+                p.card_token.as_deref(),
+            )?,
+        }
         for r in &p.refunds {
-            tx.prepare_cached(
-                "INSERT INTO refunds (id, payment_id, amount, status, reason, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )?
-            .execute(params![
-                r.id,
-                p.id,
-                r.amount.amount,
-                r.status,
-                r.reason,
-                p.updated_at
-            ])?;
+            let refund_id = uuid("refunds.id", &r.id)?;
+            match payments::refund_status(tx, refund_id)? {
+                Some(_) => payments::set_refund_status(tx, refund_id, &r.status, p.updated_at)?,
+                None => payments::insert_refund(
+                    tx,
+                    refund_id,
+                    id,
+                    r.amount.amount,
+                    &r.status,
+                    r.reason.as_deref(),
+                    p.updated_at,
+                )?,
+            }
         }
         Ok(())
     })

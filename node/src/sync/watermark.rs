@@ -42,6 +42,7 @@ pub fn marker_seq(path: &Path) -> Option<i64> {
 /// marker goes, and the record is brought down to the log as it now stands (a re-sync may have
 /// renumbered it below the record), so the next start does not take it for a new restore.
 pub async fn restore_dealt_with(state: &AppState) {
+    state.sync.set_holding_for_restore(false);
     let marker = marker(&state.data_dir);
     match std::fs::remove_file(&marker) {
         Ok(()) => tracing::info!("restore dealt with: selling everything again"),

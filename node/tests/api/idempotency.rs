@@ -116,3 +116,34 @@ async fn a_retried_payment_is_recorded_once() {
         .await;
     problem(r, 409, None).await;
 }
+
+#[tokio::test]
+async fn a_retried_stock_receipt_is_counted_once() {
+    let app = TestApp::spawn().await;
+    let product = app.product("Crate", 900, 10).await;
+    let admin = app.admin_token().await;
+    let send = |key: &'static str, delta: i64| {
+        let (app, admin, product) = (&app, admin.clone(), product.clone());
+        async move {
+            app.client
+                .post(app.url(&format!("/v1/products/{product}/stock")))
+                .bearer_auth(admin)
+                .header("idempotency-key", key)
+                .json(&json!({"delta": delta}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send("delivery-7", 5).await;
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.unwrap();
+    let retry = send("delivery-7", 5).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.unwrap(), first);
+    assert_eq!(app.stock(&product).await.0, 15, "received once");
+    problem(send("delivery-7", 6).await, 422, Some("Idempotency-Key")).await;
+    assert_eq!(send("delivery-8", 5).await.status(), 200);
+    assert_eq!(app.stock(&product).await.0, 20);
+}

@@ -217,6 +217,18 @@ pub fn backup(db: &std::path::Path, to: &std::path::Path) {
         .expect("VACUUM INTO");
 }
 
+/// Where a node database's change log ends (its last sequence number ever issued).
+pub fn log_end(db: &std::path::Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the database")
+        .query_row(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the change log's end")
+}
+
 /// Fills the file system holding `dir` with a ballast file until a write fails (the disk is
 /// full); returns the ballast's path and its size.
 pub fn fill_disk(dir: &std::path::Path) -> (std::path::PathBuf, u64) {

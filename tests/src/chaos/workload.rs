@@ -5,6 +5,7 @@
 //! `Idempotency-Key` until it is known or the run's settle deadline passes, as a real client
 //! would.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,8 @@ pub struct Workload {
     give_up: Arc<Mutex<Option<Instant>>>,
     restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
     copied: Arc<Mutex<Vec<bool>>>,
+    confirmed: Arc<Vec<AtomicU64>>,
+    seed: u64,
     pub started: Instant,
 }
 
@@ -134,6 +137,8 @@ struct Ctx {
     restored_at: Arc<Mutex<Vec<Option<Instant>>>>,
     /// Stores whose database was copied (to be restored from later).
     copied: Arc<Mutex<Vec<bool>>>,
+    /// Orders confirmed (201) so far at each store: the scenarios pace their faults by it.
+    confirmed: Arc<Vec<AtomicU64>>,
     /// Card payments accepted at each store, for staff to refund part of.
     card_payments: Arc<Mutex<Vec<Vec<String>>>>,
 }
@@ -215,8 +220,14 @@ impl Workload {
             restored_at: Arc::new(Mutex::new(vec![None; cluster.stores.len()])),
             card_payments: Arc::new(Mutex::new(vec![Vec::new(); cluster.stores.len()])),
             copied: Arc::new(Mutex::new(vec![false; cluster.stores.len()])),
+            confirmed: Arc::new(
+                (0..cluster.stores.len())
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+            ),
         };
         let copied = ctx.copied.clone();
+        let confirmed = ctx.confirmed.clone();
         let restored_at = ctx.restored_at.clone();
         let mut tasks = JoinSet::new();
         for (s, store) in cluster.stores.iter().enumerate() {
@@ -245,12 +256,43 @@ impl Workload {
             give_up,
             restored_at,
             copied,
+            confirmed,
+            seed: cluster.seed,
             started: Instant::now(),
         }
     }
 
     /// Tells the history that `store` has just been restored from an older copy of its
     /// database (requests in flight now may be applied twice: their keys are forgotten).
+    /// Orders confirmed so far at `store`, or at every store.
+    pub fn confirmed(&self, store: Option<usize>) -> u64 {
+        match store {
+            Some(s) => self.confirmed[s].load(Ordering::Relaxed),
+            None => self
+                .confirmed
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    /// Waits until `n` more orders have been confirmed at `store` (or anywhere): the scenarios
+    /// hold a fault, or let a phase run, for an amount of business rather than a time. Panics
+    /// (with the seed) if that does not happen within 30 s.
+    pub async fn more_orders(&self, store: Option<usize>, n: u64) {
+        let target = self.confirmed(store) + n;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.confirmed(store) < target {
+            assert!(
+                Instant::now() < deadline,
+                "seed {}: {n} more orders at {store:?} not confirmed within 30 s (at {} of {target})",
+                self.seed,
+                self.confirmed(store)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Tells the history that a copy of `store`'s database has just been taken (to restore it
     /// from later).
     pub fn copied(&self, store: usize) {
@@ -368,6 +410,9 @@ async fn shopper(
             }
         }
         op.may_be_lost = ctx.may_be_lost(store);
+        if op.outcome == Outcome::Succeeded {
+            ctx.confirmed[store].fetch_add(1, Ordering::Relaxed);
+        }
         ctx.record(|h| h.orders.push(op));
     }
 }

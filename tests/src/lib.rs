@@ -256,7 +256,7 @@ impl TestHub {
         )
         .create_product(pb::CreateProductRequest {
             name: name.into(),
-            description: "initial".into(),
+            description: format!("{name} from the hub"),
             price: Some(pb::Money {
                 amount: price,
                 currency: "USD".into(),
@@ -280,6 +280,26 @@ impl TestHub {
             .expect("receive stock");
         }
         id
+    }
+
+    /// The hub's stock level of a product; `None` while the hub cannot answer.
+    pub async fn stock(&self, product: &str) -> Option<edgecart_proto::pb::StockLevel> {
+        use edgecart_proto::pb;
+        let ch = tonic::transport::Endpoint::from_shared(self.url())
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+            ch,
+            AdminToken(ADMIN_TOKEN),
+        )
+        .get_stock(pb::GetStockRequest {
+            product_id: product.to_string(),
+        })
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
     }
 
     pub async fn channel(&self) -> tonic::transport::Channel {

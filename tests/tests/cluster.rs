@@ -39,23 +39,6 @@ async fn admin_clients(hub: &TestHub) -> (Catalog, Inventory, Orders) {
     )
 }
 
-async fn create_product(catalog: &mut Catalog, name: &str, price: i64) -> String {
-    catalog
-        .create_product(pb::CreateProductRequest {
-            name: name.into(),
-            description: format!("{name} from the hub"),
-            price: Some(pb::Money {
-                amount: price,
-                currency: "USD".into(),
-            }),
-            category_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
-}
-
 async fn describe(client: &Client, nodes: &[&TestNode], product: &str) -> String {
     let mut out = String::new();
     for n in nodes {
@@ -93,18 +76,11 @@ fn cluster(n: usize) -> Cluster {
 async fn catalog_accounts_and_stock_flow_through_the_hub() {
     let c = cluster(3);
     let client = Client::new();
-    let (mut catalog, mut inventory, _) = admin_clients(&c.hub).await;
+    let (_, mut inventory, _) = admin_clients(&c.hub).await;
 
     // A product created at the hub appears at every node; stock received at the hub is
     // allocated to every node (floor 5 each, the rest by share, 10% kept in reserve).
-    let product = create_product(&mut catalog, "Hub tea", 700).await;
-    inventory
-        .receive_stock(pb::ReceiveStockRequest {
-            product_id: product.clone(),
-            quantity: 60,
-        })
-        .await
-        .unwrap();
+    let product = c.hub.stocked_product("Hub tea", 700, 60).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     for node in &nodes {
         wait_until(
@@ -243,15 +219,7 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
 async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after() {
     let mut c = cluster(3);
     let client = Client::new();
-    let (mut catalog, mut inventory, _) = admin_clients(&c.hub).await;
-    let product = create_product(&mut catalog, "Scarce kettle", 4500).await;
-    inventory
-        .receive_stock(pb::ReceiveStockRequest {
-            product_id: product.clone(),
-            quantity: 30,
-        })
-        .await
-        .unwrap();
+    let product = c.hub.stocked_product("Scarce kettle", 4500, 30).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     let mut rights = Vec::new();
     let mut tokens = Vec::new();
@@ -298,7 +266,7 @@ async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after
 
     // The hub comes back: every replica converges to the same stock, no sale lost or doubled.
     c.hub.restart();
-    let (_, inventory, orders) = admin_clients(&c.hub).await;
+    let (_, _, orders) = admin_clients(&c.hub).await;
     let expected = 30 - sold_total;
     for node in &nodes {
         wait_until(
@@ -316,19 +284,11 @@ async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after
     let level = wait_until(
         CONVERGE,
         "the hub to have every sale",
-        || {
-            let mut inv = inventory.clone();
-            let product = product.clone();
-            async move {
-                let l = inv
-                    .get_stock(pb::GetStockRequest {
-                        product_id: product,
-                    })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (l.global_stock == expected).then_some(l)
-            }
+        || async {
+            c.hub
+                .stock(&product)
+                .await
+                .filter(|l| l.global_stock == expected)
         },
         || describe(&client, &nodes, &product),
     )
@@ -367,15 +327,8 @@ async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after
 async fn hub_commands_reach_the_owning_node_and_short_nodes_get_top_ups() {
     let c = cluster(2);
     let client = Client::new();
-    let (mut catalog, mut inventory, mut orders) = admin_clients(&c.hub).await;
-    let product = create_product(&mut catalog, "Teapot", 3000).await;
-    inventory
-        .receive_stock(pb::ReceiveStockRequest {
-            product_id: product.clone(),
-            quantity: 40,
-        })
-        .await
-        .unwrap();
+    let (_, _, mut orders) = admin_clients(&c.hub).await;
+    let product = c.hub.stocked_product("Teapot", 3000, 40).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     let (here, _) = wait_until(
         CONVERGE,

@@ -198,8 +198,9 @@ async fn node_restored_from_an_older_copy_of_its_database() {
     let w = Workload::start(&c);
     w.more_orders(None, 20).await;
     let copy = c.dir.path().join("store-0-backup.db");
-    backup(&c.stores[0].node.db_path(), &copy);
+    // Marked before the copy starts: what commits while it is taken may be missing from it.
     w.copied(0);
+    backup(&c.stores[0].node.db_path(), &copy);
     w.more_orders(Some(0), 20).await;
     // The hub must have taken in more of this store's changes than the copy holds, or there is
     // nothing to detect (on a loaded machine it can lag): wait for that before the crash.

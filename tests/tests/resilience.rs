@@ -90,28 +90,11 @@ impl RawNode {
 async fn replayed_out_of_order_malformed_and_forged_messages_change_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(&dir.path().join("hub"));
-    let ch = hub.channel().await;
-    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
-        ch.clone(),
-        AdminToken(ADMIN_TOKEN),
-    );
     let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
-        ch.clone(),
+        hub.channel().await,
         AdminToken(ADMIN_TOKEN),
     );
-    let product = catalog
-        .create_product(pb::CreateProductRequest {
-            name: "Replayed".into(),
-            price: Some(pb::Money {
-                amount: 100,
-                currency: "USD".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let product = hub.stocked_product("Replayed", 100, 0).await;
     let me = ActorId::parse("raw-1").unwrap();
     let clock = Clock::new(me.clone());
     let mut node = RawNode::connect(&hub, "raw-1").await;
@@ -212,35 +195,11 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
     let node_dir = dir.path().join("store-1");
     let mut node = TestNode::start("store-1", &node_dir, Some(&hub.url()));
     let client = Client::new();
-    let ch = hub.channel().await;
-    let mut catalog = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
-        ch.clone(),
+    let inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        hub.channel().await,
         AdminToken(ADMIN_TOKEN),
     );
-    let mut inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
-        ch.clone(),
-        AdminToken(ADMIN_TOKEN),
-    );
-    let product = catalog
-        .create_product(pb::CreateProductRequest {
-            name: "Restored".into(),
-            price: Some(pb::Money {
-                amount: 100,
-                currency: "USD".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    inventory
-        .receive_stock(pb::ReceiveStockRequest {
-            product_id: product.clone(),
-            quantity: 20,
-        })
-        .await
-        .unwrap();
+    let product = hub.stocked_product("Restored", 100, 20).await;
     let stock = |node: &TestNode| {
         let url = node.url(&format!("/v1/products/{product}"));
         let client = client.clone();
@@ -341,20 +300,7 @@ async fn a_node_restored_from_an_older_copy_resyncs_and_acknowledged_entries_are
     wait_until(
         CONVERGE,
         "the post-restore sale at the hub",
-        || {
-            let mut inv = inventory.clone();
-            let product = product.clone();
-            async move {
-                let l = inv
-                    .get_stock(pb::GetStockRequest {
-                        product_id: product,
-                    })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (l.global_stock == 14).then_some(l)
-            }
-        },
+        || async { hub.stock(&product).await.filter(|l| l.global_stock == 14) },
         || async { hub.proc.log() },
     )
     .await;
@@ -387,10 +333,6 @@ async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_
     let node_dir = dir.path().join("store-1");
     let mut node = TestNode::start("store-1", &node_dir, Some(&hub.url()));
     let client = Client::new();
-    let inventory = pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
-        hub.channel().await,
-        AdminToken(ADMIN_TOKEN),
-    );
     let mut products = Vec::new();
     for name in ["Sold before", "Never sold"] {
         products.push(hub.stocked_product(name, 100, 20).await);
@@ -466,17 +408,10 @@ async fn a_node_restored_while_the_hub_is_away_holds_the_products_it_sold_until_
         wait_until(
             CONVERGE,
             "every unit sold counted once at the hub",
-            || {
-                let mut inv = inventory.clone();
-                let product_id = product.clone();
-                async move {
-                    let l = inv
-                        .get_stock(pb::GetStockRequest { product_id })
-                        .await
-                        .ok()?
-                        .into_inner();
-                    (l.global_stock == global).then_some(l)
-                }
+            || async {
+                hub.stock(product)
+                    .await
+                    .filter(|l| l.global_stock == global)
             },
             || async { hub.proc.log() },
         )

@@ -360,7 +360,7 @@ async fn shopper(
             outcome,
             payment: None,
             cancel: None,
-            spans_restore: ctx.spans_restore(store, since),
+            spans_restore: false,
             may_be_lost: false,
         };
         if let Some(id) = op.order_id.clone() {
@@ -409,6 +409,9 @@ async fn shopper(
                 op.cancel = Some(outcome);
             }
         }
+        // Judged when the whole operation (order, payment, cancel) is done: any part of it may
+        // have been retried across a restore, or confirmed before one.
+        op.spans_restore = ctx.spans_restore(store, since);
         op.may_be_lost = ctx.may_be_lost(store);
         if op.outcome == Outcome::Succeeded {
             ctx.confirmed[store].fetch_add(1, Ordering::Relaxed);

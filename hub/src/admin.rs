@@ -2,8 +2,8 @@
 
 use edgecart_proto::ids::{ActorId, new_id};
 use edgecart_proto::money::Currency;
-use edgecart_proto::pb;
 use edgecart_proto::sync::{CategoryPayload, Command, OrderPayload, ProductPayload, entity};
+use edgecart_proto::{OrderStatus, pb};
 use tonic::{Request, Response, Status};
 
 use crate::allocation::Policy;
@@ -503,33 +503,35 @@ impl pb::order_admin_server::OrderAdmin for Admin {
     ) -> Result<Response<pb::UpdateOrderStatusResponse>, Status> {
         let r = req.into_inner();
         let id = parse_id("order_id", &r.order_id)?;
-        let legal_from: &[&str] = match r.status.as_str() {
-            "shipped" => &["paid"],
-            "delivered" => &["shipped"],
-            "cancelled" => &["pending_payment", "paid"],
-            _ => {
-                return Err(
-                    HubError::invalid("status", "must be shipped, delivered or cancelled").into(),
-                );
-            }
-        };
+        let to = r
+            .status
+            .parse::<OrderStatus>()
+            .ok()
+            .filter(|s| s.is_commandable())
+            .ok_or_else(|| {
+                HubError::invalid("status", "must be shipped, delivered or cancelled")
+            })?;
         let clock = self.hub.clock.clone();
-        let status = r.status.clone();
         let (command_id, order) = self
             .hub
             .db
             .write(move |tx| {
                 let order = orders::get(tx, &id)?.ok_or(HubError::NotFound("order"))?;
-                if !legal_from.contains(&order.status.as_str()) {
+                // The hub's copy of a status is a store's report: parsed strictly, an unknown
+                // one is an error, never a default.
+                let from = order
+                    .status
+                    .parse::<OrderStatus>()
+                    .map_err(|e| HubError::Internal(e.to_string()))?;
+                if !from.can_become(to) {
                     return Err(HubError::Precondition(format!(
-                        "an order that is {} cannot become {status}",
-                        order.status
+                        "an order that is {from} cannot become {to}"
                     )));
                 }
                 let command = Command::OrderStatus {
                     id: new_id().to_string(),
                     order_id: id.clone(),
-                    status,
+                    status: to.as_str().to_string(),
                 };
                 changes::append(
                     tx,

@@ -14,9 +14,10 @@ use tokio::sync::watch;
 
 use crate::error::{HubError, Result};
 
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/hub/0001_init.sql"),
     include_str!("../../migrations/hub/0002_payments.sql"),
+    include_str!("../../migrations/hub/0003_ledger_states.sql"),
 ];
 
 #[derive(Clone)]

@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod saga;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

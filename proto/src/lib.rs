@@ -10,6 +10,8 @@
 //!   negative across partitions (DESIGN.md §3); [`Entry`] is the delta the sync stream ships.
 //! - [`pb`]: the gRPC wire contract generated from `proto/edgecart/v1/*.proto` (package
 //!   `edgecart.v1`): the `Sync` stream and the hub's admin services.
+//! - [`status`]: the order, payment and ledger status machines (states and transitions, strict
+//!   parsing) that node, hub and admin API share.
 //! - [`sync`]: protocol constants and the payload shapes carried in `Change.payload_json`.
 //!
 //! Apart from the generated gRPC stubs nothing here does I/O: these are plain values and rules,
@@ -18,6 +20,7 @@
 pub mod hlc;
 pub mod ids;
 pub mod money;
+pub mod status;
 pub mod stock;
 pub mod sync;
 
@@ -34,4 +37,5 @@ pub mod pb {
 pub use hlc::{Clock, HlcError, MAX_DRIFT_MS, Timestamp};
 pub use ids::{ActorId, IdError, new_id};
 pub use money::{Currency, Money, MoneyError};
+pub use status::{LedgerStatus, OnVoid, OrderStatus, PaymentStatus, UnknownStatus};
 pub use stock::{BoundedCounter, Crdt, Entry, EntryKey, StockError};

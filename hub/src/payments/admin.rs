@@ -42,7 +42,7 @@ fn view(conn: &rusqlite::Connection, p: ledger::LedgerRow) -> Result<pb::Payment
         order_id: p.order_id,
         node_id: p.node_id,
         method: p.method,
-        status: p.status,
+        status: p.status.to_string(),
         provider_charge_id: p.provider_charge_id.unwrap_or_default(),
         attempts: i32::try_from(p.attempts).unwrap_or(i32::MAX),
         last_error: p.last_error.unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! SQL for the payment ledger and refunds.
 
 use edgecart_proto::sync::{PaymentOutcomePayload, PaymentPayload, RefundOutcomePayload, entity};
+use edgecart_proto::{LedgerStatus, OnVoid};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{HubError, Result};
@@ -15,7 +16,7 @@ pub struct LedgerRow {
     pub amount: i64,
     pub currency: String,
     pub card_token: Option<String>,
-    pub status: String,
+    pub status: LedgerStatus,
     pub offline: bool,
     pub provider_charge_id: Option<String>,
     pub attempts: i64,
@@ -36,7 +37,16 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRow> {
         amount: r.get(4)?,
         currency: r.get(5)?,
         card_token: r.get(6)?,
-        status: r.get(7)?,
+        status: {
+            let s: String = r.get(7)?;
+            s.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    7,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+        },
         offline: r.get::<_, i64>(8)? != 0,
         provider_charge_id: r.get(9)?,
         attempts: r.get(10)?,
@@ -75,18 +85,19 @@ pub fn all(conn: &Connection) -> Result<Vec<LedgerRow>> {
 }
 
 /// Takes in a payment as its node reports it. The first report creates the ledger entry (card
-/// payments start `pending`: the worker charges them); later reports can only void a payment
-/// that was not charged yet, and add the refunds the node asks for.
+/// payments start `pending`: the worker charges them); a later report of `voided` moves the
+/// entry as [`LedgerStatus::on_void`] says — final only if no charge was ever sent, otherwise
+/// `voiding` until the provider's answer is known — and the refunds the node asks for are added.
 pub fn record(conn: &Connection, node: &str, p: &PaymentPayload) -> Result<()> {
     let now = now_ms();
     let existing = get(conn, &p.id)?;
     match &existing {
         None => {
             let status = match (p.method.as_str(), p.status.as_str()) {
-                (_, "voided") => "voided",
-                (_, "failed") => "failed",
-                ("cash", _) => "captured",
-                _ => "pending",
+                (_, "voided") => LedgerStatus::Voided,
+                (_, "failed") => LedgerStatus::Failed,
+                ("cash", _) => LedgerStatus::Captured,
+                _ => LedgerStatus::Pending,
             };
             conn.prepare_cached(
                 "INSERT INTO ledger (payment_id, node_id, order_id, method, amount, currency, card_token, status,
@@ -101,17 +112,22 @@ pub fn record(conn: &Connection, node: &str, p: &PaymentPayload) -> Result<()> {
                 p.amount,
                 p.currency,
                 p.card_token,
-                status,
+                status.as_str(),
                 (p.status == "authorized_offline") as i64,
                 now
             ])?;
         }
-        Some(row) if p.status == "voided" && row.status == "pending" => {
-            conn.prepare_cached(
-                "UPDATE ledger SET status = 'voided', updated_at = ?2 WHERE payment_id = ?1",
-            )?
-            .execute(params![p.id, now])?;
-        }
+        Some(row) if p.status == "voided" => match row.status.on_void() {
+            OnVoid::Become(next) => {
+                if set_status(conn, &p.id, row.status, next)? {
+                    tracing::info!(payment_id = %p.id, from = %row.status, to = %next, "payment voided by its store");
+                }
+            }
+            OnVoid::RefundTheRest => {
+                refund_the_rest(conn, row, "voided by its store after the charge")?
+            }
+            OnVoid::Nothing => {}
+        },
         Some(_) => {}
     }
     for r in p.refunds.iter().filter(|r| r.status == "pending") {
@@ -125,6 +141,29 @@ pub fn record(conn: &Connection, node: &str, p: &PaymentPayload) -> Result<()> {
     Ok(())
 }
 
+/// Moves an entry from `from` to `to`, checked against the machine. Returns false (and changes
+/// nothing) if the entry has left `from` meanwhile.
+fn set_status(conn: &Connection, id: &str, from: LedgerStatus, to: LedgerStatus) -> Result<bool> {
+    if !from.can_become(to) {
+        return Err(HubError::Internal(format!(
+            "ledger transition {from} -> {to}"
+        )));
+    }
+    let moved = conn
+        .prepare_cached(
+            "UPDATE ledger SET status = ?3, updated_at = ?4 WHERE payment_id = ?1 AND status = ?2",
+        )?
+        .execute(params![id, from.as_str(), to.as_str(), now_ms()])?;
+    Ok(moved == 1)
+}
+
+/// Marks a `pending` charge as sent — committed *before* the request leaves, so after any crash
+/// the ledger knows the provider may hold money for it (a void then waits for the answer).
+/// False if the entry is no longer `pending` (voided since it was read): then nothing is sent.
+pub fn begin_charge(conn: &Connection, id: &str) -> Result<bool> {
+    set_status(conn, id, LedgerStatus::Pending, LedgerStatus::Charging)
+}
+
 /// Records a refund to be sent to the provider, refusing what exceeds the captured amount.
 pub fn add_refund(
     conn: &Connection,
@@ -134,7 +173,7 @@ pub fn add_refund(
     reason: Option<&str>,
 ) -> Result<()> {
     let payment = get(conn, payment_id)?.ok_or(HubError::NotFound("payment"))?;
-    if payment.status != "captured" {
+    if payment.status != LedgerStatus::Captured {
         return Err(HubError::Precondition(format!(
             "a {} payment cannot be refunded",
             payment.status
@@ -216,10 +255,12 @@ pub fn get_refund(conn: &Connection, refund_id: &str) -> Result<Option<RefundRow
         .optional()?)
 }
 
-/// Card payments due for a charge attempt.
+/// Card payments due for a charge attempt: never sent, or sent with no answer known yet
+/// (voided or not).
 pub fn due_charges(conn: &Connection, limit: i64) -> Result<Vec<LedgerRow>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM ledger WHERE status = 'pending' AND method = 'card' AND next_attempt_at <= ?1
+        "SELECT {COLUMNS} FROM ledger WHERE status IN ('pending', 'charging', 'voiding') AND method = 'card'
+         AND next_attempt_at <= ?1
          ORDER BY next_attempt_at LIMIT ?2"
     ))?;
     let rows = stmt
@@ -243,10 +284,11 @@ fn backoff_ms(attempts: i64) -> i64 {
     (500i64 << attempts.clamp(0, 6)).min(30_000)
 }
 
-/// Records a charge's outcome (only while still pending: a replayed outcome changes nothing)
-/// and tells the owning node. A charge that succeeded after the node voided the payment (the
-/// order was cancelled while the charge was in flight) is recorded as captured all the same:
-/// the money was taken, and the node refunds it in full when the outcome arrives.
+/// Records the provider's final answer to a charge (`captured` with its charge id, or declined
+/// with the reason) as [`LedgerStatus::on_answer`] says, and tells the owning node. A replayed
+/// or late answer for a settled entry changes nothing. A capture of a payment its store voided
+/// meanwhile (`voiding`) is recorded as captured and refunded in full in the same transaction:
+/// the money was taken, and the customer gets it back without waiting on the store.
 pub fn settle_charge(
     conn: &Connection,
     id: &str,
@@ -257,24 +299,23 @@ pub fn settle_charge(
     let Some(p) = get(conn, id)? else {
         return Ok(());
     };
-    let in_flight_when_voided = p.status == "voided" && captured.is_some();
-    if p.status != "pending" && !in_flight_when_voided {
+    let next = match p.status {
+        // Never sent (no card token): fails without the provider.
+        LedgerStatus::Pending if captured.is_none() => Some((LedgerStatus::Failed, false)),
+        s => s.on_answer(captured.is_some()),
+    };
+    let Some((status, refund_all)) = next else {
         return Ok(());
-    }
-    let status = if captured.is_some() {
-        "captured"
-    } else {
-        "failed"
     };
     conn.prepare_cached(
         "UPDATE ledger SET status = ?2, provider_charge_id = ?3, last_error = ?4, attempts = attempts + 1,
              updated_at = ?5 WHERE payment_id = ?1",
     )?
-    .execute(params![id, status, captured, reason, now_ms()])?;
+    .execute(params![id, status.as_str(), captured, reason, now_ms()])?;
     let outcome = PaymentOutcomePayload {
         payment_id: id.to_string(),
-        order_id: p.order_id,
-        status: status.to_string(),
+        order_id: p.order_id.clone(),
+        status: status.as_str().to_string(),
         reason: reason.map(str::to_string),
         charge_id: captured.map(str::to_string),
     };
@@ -286,7 +327,27 @@ pub fn settle_charge(
         version,
         &serde_json::to_string(&outcome)?,
     )?;
+    if refund_all {
+        let p = LedgerRow {
+            status,
+            provider_charge_id: captured.map(str::to_string),
+            ..p
+        };
+        refund_the_rest(conn, &p, "order cancelled while the charge was in flight")?;
+    }
     Ok(())
+}
+
+/// Refunds what of a captured payment is not refunded (or being refunded) yet: its store voided
+/// it, so the customer owes nothing. The refund is the hub's; its outcome reaches the store.
+fn refund_the_rest(conn: &Connection, p: &LedgerRow, reason: &str) -> Result<()> {
+    let rest = p.amount - refunded(conn, &p.payment_id)?;
+    if rest <= 0 {
+        return Ok(());
+    }
+    let refund_id = edgecart_proto::new_id().to_string();
+    tracing::warn!(payment_id = %p.payment_id, %refund_id, rest, reason, "refunding a voided payment's capture");
+    add_refund(conn, &p.payment_id, &refund_id, rest, Some(reason))
 }
 
 /// A charge attempt got no answer: keep it pending and try again later (same idempotency key).
@@ -294,7 +355,7 @@ pub fn retry_charge(conn: &Connection, id: &str, error: &str) -> Result<()> {
     let attempts = get(conn, id)?.map_or(0, |p| p.attempts);
     conn.prepare_cached(
         "UPDATE ledger SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-         WHERE payment_id = ?1 AND status = 'pending'",
+         WHERE payment_id = ?1 AND status IN ('charging', 'voiding')",
     )?
     .execute(params![id, error, now_ms() + backoff_ms(attempts)])?;
     Ok(())

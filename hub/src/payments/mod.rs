@@ -8,4 +8,7 @@ pub mod provider;
 pub mod reconcile;
 pub mod worker;
 
+#[cfg(test)]
+mod machine_tests;
+
 pub use provider::{HttpProvider, Provider, SimulatedProvider};

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use edgecart_proto::pb;
+use edgecart_proto::{LedgerStatus, pb};
 use rusqlite::Connection;
 
 use super::ledger;
@@ -39,7 +39,7 @@ pub fn report(conn: &Connection, offline_threshold_ms: i64) -> Result<pb::Reconc
             .filter(|r| r.status == "succeeded")
             .map(|r| r.amount)
             .sum();
-        if p.status == "captured" {
+        if p.status == LedgerStatus::Captured {
             entry.captured_amount += p.amount;
             entry.refunded_amount += refunded;
             settled_orders.insert(p.order_id.clone());
@@ -55,13 +55,14 @@ pub fn report(conn: &Connection, offline_threshold_ms: i64) -> Result<pb::Reconc
                     p.status, p.amount, p.currency
                 ),
             )),
-            Some(o) if p.status == "captured" && o.total_amount != p.amount => issues.push(issue(
-                "amount_mismatch",
-                &p.node_id,
-                &p.order_id,
-                &p.payment_id,
-                format!("order total {} but captured {}", o.total_amount, p.amount),
-            )),
+            Some(o) if p.status == LedgerStatus::Captured && o.total_amount != p.amount => issues
+                .push(issue(
+                    "amount_mismatch",
+                    &p.node_id,
+                    &p.order_id,
+                    &p.payment_id,
+                    format!("order total {} but captured {}", o.total_amount, p.amount),
+                )),
             _ => {}
         }
         if refunded > p.amount {
@@ -73,7 +74,7 @@ pub fn report(conn: &Connection, offline_threshold_ms: i64) -> Result<pb::Reconc
                 format!("refunded {refunded} of {}", p.amount),
             ));
         }
-        if p.offline && p.status == "pending" && p.created_at < threshold {
+        if p.offline && p.status.needs_provider() && p.created_at < threshold {
             issues.push(issue(
                 "offline_payment_waiting",
                 &p.node_id,

@@ -3,8 +3,11 @@
 //!
 //! Exactly once: the payment id is the provider's idempotency key, so a retry after a timeout, a
 //! crash between the provider's answer and our commit, or a replayed payment message can only
-//! ever find the same charge. A ledger entry leaves `pending` once, so an outcome is recorded
-//! and sent to the node once.
+//! ever find the same charge. Before the first request leaves, the entry becomes `charging`
+//! (committed), so a crash mid-request leaves a trace; an entry that may hold money at the
+//! provider (`charging`, or `voiding` once its store voided it) is asked again until the answer
+//! is known, and a capture of a voided payment is refunded in full (see `edgecart_proto::status`).
+//! An entry is settled once, so an outcome is recorded and sent to the node once.
 //!
 //! Storage failures: if the ledger cannot be written (a full disk, an I/O error), the provider's
 //! answer is kept in memory and written by a later pass, with back-off, before anything new is
@@ -14,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+use edgecart_proto::LedgerStatus;
 
 use super::ledger;
 use super::provider::{ChargeOutcome, ChargeRequest, Provider, RefundOutcome};
@@ -32,7 +37,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// still `pending`, and charging again with the same idempotency key finds the same charge.
 /// Recording it when the entry has left `pending` meanwhile changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Settlement {
+pub(super) enum Settlement {
     /// Final: `captured` with the provider's charge id, or `failed` with the reason.
     Charge {
         payment_id: String,
@@ -95,39 +100,7 @@ async fn record(hub: &Hub, unrecorded: &mut Vec<Settlement>) -> Result<()> {
         let clock = hub.clock.clone();
         let written = hub
             .db
-            .write(move |tx| {
-                let version = clock.now().to_string();
-                match &s {
-                    Settlement::Charge {
-                        payment_id,
-                        charge_id,
-                        reason,
-                    } => ledger::settle_charge(
-                        tx,
-                        payment_id,
-                        charge_id.as_deref(),
-                        reason.as_deref(),
-                        &version,
-                    ),
-                    Settlement::ChargeRetry { payment_id, error } => {
-                        ledger::retry_charge(tx, payment_id, error)
-                    }
-                    Settlement::Refund {
-                        refund_id,
-                        provider_refund_id,
-                        reason,
-                    } => ledger::settle_refund(
-                        tx,
-                        refund_id,
-                        provider_refund_id.as_deref(),
-                        reason.as_deref(),
-                        &version,
-                    ),
-                    Settlement::RefundRetry { refund_id, error } => {
-                        ledger::retry_refund(tx, refund_id, error)
-                    }
-                }
-            })
+            .write(move |tx| apply(tx, &s, &clock.now().to_string()))
             .await;
         match written {
             Ok(()) => {
@@ -146,6 +119,74 @@ async fn record(hub: &Hub, unrecorded: &mut Vec<Settlement>) -> Result<()> {
     Ok(())
 }
 
+/// Writes one settlement into the ledger (in the caller's transaction).
+pub(super) fn apply(tx: &rusqlite::Connection, s: &Settlement, version: &str) -> Result<()> {
+    match s {
+        Settlement::Charge {
+            payment_id,
+            charge_id,
+            reason,
+        } => ledger::settle_charge(
+            tx,
+            payment_id,
+            charge_id.as_deref(),
+            reason.as_deref(),
+            version,
+        ),
+        Settlement::ChargeRetry { payment_id, error } => {
+            ledger::retry_charge(tx, payment_id, error)
+        }
+        Settlement::Refund {
+            refund_id,
+            provider_refund_id,
+            reason,
+        } => ledger::settle_refund(
+            tx,
+            refund_id,
+            provider_refund_id.as_deref(),
+            reason.as_deref(),
+            version,
+        ),
+        Settlement::RefundRetry { refund_id, error } => ledger::retry_refund(tx, refund_id, error),
+    }
+}
+
+/// The settlement a provider's answer to a charge makes.
+pub(super) fn charge_settlement(payment_id: &str, outcome: ChargeOutcome) -> Settlement {
+    let payment_id = payment_id.to_string();
+    match outcome {
+        ChargeOutcome::Succeeded { charge_id } => Settlement::Charge {
+            payment_id,
+            charge_id: Some(charge_id),
+            reason: None,
+        },
+        ChargeOutcome::Declined { code, message } => Settlement::Charge {
+            payment_id,
+            charge_id: None,
+            reason: Some(format!("{code}: {message}")),
+        },
+        ChargeOutcome::Retry { error } => Settlement::ChargeRetry { payment_id, error },
+    }
+}
+
+/// The settlement a provider's answer to a refund makes.
+pub(super) fn refund_settlement(refund_id: &str, outcome: RefundOutcome) -> Settlement {
+    let refund_id = refund_id.to_string();
+    match outcome {
+        RefundOutcome::Succeeded { refund_id: id } => Settlement::Refund {
+            refund_id,
+            provider_refund_id: Some(id),
+            reason: None,
+        },
+        RefundOutcome::Failed { message } => Settlement::Refund {
+            refund_id,
+            provider_refund_id: None,
+            reason: Some(message),
+        },
+        RefundOutcome::Retry { error } => Settlement::RefundRetry { refund_id, error },
+    }
+}
+
 /// One round over what is due; returns how many items it handled. Answers not recorded by an
 /// earlier pass are written first; nothing new is sent to the provider until they are.
 async fn pass(
@@ -159,6 +200,19 @@ async fn pass(
     let refunds = hub.db.read(|c| ledger::due_refunds(c, BATCH)).await?;
     let handled = earlier + charges.len() + refunds.len();
     for p in charges {
+        if p.status == LedgerStatus::Pending && p.card_token.is_some() {
+            // Committed before the request leaves: from here on a void waits for the
+            // provider's answer. If this write fails, or the entry was voided since it was
+            // read, nothing is sent.
+            let id = p.payment_id.clone();
+            if !hub
+                .db
+                .write(move |tx| ledger::begin_charge(tx, &id))
+                .await?
+            {
+                continue;
+            }
+        }
         let settlement = match p.card_token.as_deref() {
             None => Settlement::Charge {
                 payment_id: p.payment_id.clone(),
@@ -176,32 +230,18 @@ async fn pass(
                         source,
                     })
                     .await;
-                let id = p.payment_id.clone();
-                match outcome {
-                    ChargeOutcome::Succeeded { charge_id } => {
-                        tracing::info!(payment_id = %id, node = %p.node_id, "card charged");
-                        Settlement::Charge {
-                            payment_id: id,
-                            charge_id: Some(charge_id),
-                            reason: None,
-                        }
+                match &outcome {
+                    ChargeOutcome::Succeeded { .. } => {
+                        tracing::info!(payment_id = %p.payment_id, node = %p.node_id, "card charged")
                     }
-                    ChargeOutcome::Declined { code, message } => {
-                        tracing::info!(payment_id = %id, %code, "card declined");
-                        Settlement::Charge {
-                            payment_id: id,
-                            charge_id: None,
-                            reason: Some(format!("{code}: {message}")),
-                        }
+                    ChargeOutcome::Declined { code, .. } => {
+                        tracing::info!(payment_id = %p.payment_id, %code, "card declined")
                     }
                     ChargeOutcome::Retry { error } => {
-                        tracing::warn!(payment_id = %id, %error, "no answer from the provider; will retry");
-                        Settlement::ChargeRetry {
-                            payment_id: id,
-                            error,
-                        }
+                        tracing::warn!(payment_id = %p.payment_id, %error, "no answer from the provider; will retry")
                     }
                 }
+                charge_settlement(&p.payment_id, outcome)
             }
         };
         unrecorded.push(settlement);
@@ -216,22 +256,10 @@ async fn pass(
                 provider_refund_id: None,
                 reason: Some("payment was never charged".into()),
             },
-            Some(charge_id) => match provider.refund(&r.refund_id, &charge_id, r.amount).await {
-                RefundOutcome::Succeeded { refund_id } => Settlement::Refund {
-                    refund_id: r.refund_id.clone(),
-                    provider_refund_id: Some(refund_id),
-                    reason: None,
-                },
-                RefundOutcome::Failed { message } => Settlement::Refund {
-                    refund_id: r.refund_id.clone(),
-                    provider_refund_id: None,
-                    reason: Some(message),
-                },
-                RefundOutcome::Retry { error } => Settlement::RefundRetry {
-                    refund_id: r.refund_id.clone(),
-                    error,
-                },
-            },
+            Some(charge_id) => refund_settlement(
+                &r.refund_id,
+                provider.refund(&r.refund_id, &charge_id, r.amount).await,
+            ),
         };
         unrecorded.push(settlement);
         record(hub, unrecorded).await?;
@@ -291,7 +319,9 @@ mod tests {
         let id = id.to_string();
         hub.db
             .read(move |c| {
-                let status = ledger::get(c, &id)?.map(|p| p.status).unwrap_or_default();
+                let status = ledger::get(c, &id)?
+                    .map(|p| p.status.as_str().to_string())
+                    .unwrap_or_default();
                 let outcomes = c.query_row(
                     "SELECT count(*) FROM changes WHERE entity = 'payment_outcome' AND entity_id = ?1",
                     [&id],
@@ -321,8 +351,13 @@ mod tests {
             refunds: Vec::new(),
             updated_at: 1,
         };
+        // Sent once already (as before a crash): the next send needs no write first.
+        let sent = id.clone();
         hub.db
-            .write(move |tx| ledger::record(tx, "store-a", &payment))
+            .write(move |tx| {
+                ledger::record(tx, "store-a", &payment)?;
+                ledger::begin_charge(tx, &sent)
+            })
             .await
             .unwrap();
 
@@ -334,12 +369,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(!worker.is_finished(), "the worker must not give up");
         assert_eq!(provider.calls(&id), 1, "charged once, the answer kept");
-        assert_eq!(status_and_outcomes(&hub, &id).await, ("pending".into(), 0));
+        assert_eq!(status_and_outcomes(&hub, &id).await, ("charging".into(), 0));
 
         // Writes work again: the kept answer is recorded, once, without a second charge.
         hub.db.set_query_only(false).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
-        while status_and_outcomes(&hub, &id).await.0 == "pending" {
+        while status_and_outcomes(&hub, &id).await.0 == "charging" {
             assert!(tokio::time::Instant::now() < deadline, "never recorded");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

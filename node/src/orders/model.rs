@@ -7,52 +7,8 @@ use crate::error::Error;
 use crate::http::money::MoneyDto;
 use crate::payments::model::PaymentView;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    PendingPayment,
-    Paid,
-    Shipped,
-    Delivered,
-    Cancelled,
-}
-
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::PendingPayment => "pending_payment",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OrderStatus> {
-        Some(match s {
-            "pending_payment" => OrderStatus::PendingPayment,
-            "paid" => OrderStatus::Paid,
-            "shipped" => OrderStatus::Shipped,
-            "delivered" => OrderStatus::Delivered,
-            "cancelled" => OrderStatus::Cancelled,
-            _ => return None,
-        })
-    }
-
-    /// The legal transitions: pending_payment → paid → shipped → delivered, and
-    /// pending_payment | paid → cancelled.
-    pub fn can_become(self, next: OrderStatus) -> bool {
-        use OrderStatus::*;
-        matches!(
-            (self, next),
-            (PendingPayment, Paid)
-                | (Paid, Shipped)
-                | (Shipped, Delivered)
-                | (PendingPayment, Cancelled)
-                | (Paid, Cancelled)
-        )
-    }
-}
+/// The status machine lives in the shared contract crate (node, hub and admin API agree).
+pub use edgecart_proto::OrderStatus;
 
 /// Most lines in one order, and most units on one line.
 pub const MAX_LINES: usize = 100;
@@ -155,30 +111,6 @@ pub struct CancelRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use OrderStatus::*;
-
-    #[test]
-    fn status_machine() {
-        let all = [PendingPayment, Paid, Shipped, Delivered, Cancelled];
-        let legal: Vec<_> = all
-            .iter()
-            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
-            .filter(|(a, b)| a.can_become(*b))
-            .collect();
-        assert_eq!(
-            legal,
-            vec![
-                (PendingPayment, Paid),
-                (PendingPayment, Cancelled),
-                (Paid, Shipped),
-                (Paid, Cancelled),
-                (Shipped, Delivered)
-            ]
-        );
-        for s in all {
-            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
-        }
-    }
 
     #[test]
     fn lines_are_validated_and_merged() {

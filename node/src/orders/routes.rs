@@ -177,7 +177,7 @@ async fn cancel_order(
             } else {
                 "cancelled by staff"
             };
-            service::cancel(tx, &st, id, &service::user_actor(auth.id), Some(reason))?;
+            crate::saga::cancel(tx, &st, id, &service::user_actor(auth.id), Some(reason))?;
             service::load(tx, id)?.ok_or(Error::NotFound("order"))
         })
         .await?;
@@ -208,7 +208,14 @@ async fn set_status(
     let view = state
         .db
         .write(move |tx| {
-            service::transition(tx, &st, id, req.status, &service::user_actor(auth.id), None)?;
+            crate::saga::change_status(
+                tx,
+                &st,
+                id,
+                req.status,
+                &service::user_actor(auth.id),
+                None,
+            )?;
             service::load(tx, id)?.ok_or(Error::NotFound("order"))
         })
         .await?;

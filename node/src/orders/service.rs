@@ -1,4 +1,5 @@
-//! Order rules that span contexts: capture, status transitions, cancellation.
+//! Order rules: capture, status transitions, cancellation (stock released; payments are the
+//! saga's, `crate::saga`).
 //! Every function runs inside the caller's write transaction.
 
 use edgecart_proto::money::{Currency, Money};
@@ -139,8 +140,8 @@ pub fn transition(
     })
 }
 
-/// Cancels an order: releases its units back to this node's rights (`inc[node] += q`), voids
-/// pending payments and refunds captured ones — the saga's compensation.
+/// Cancels an order and releases its units back to this node's rights (`inc[node] += q`). Its
+/// payments are the saga's business (`crate::saga::cancel`).
 pub fn cancel(
     tx: &Tx,
     st: &Inner,
@@ -154,7 +155,7 @@ pub fn cancel(
     for (product_id, quantity) in store::lines(tx, order_id)? {
         inventory::release(tx, &ctx, product_id, quantity)?;
     }
-    payments::service::on_order_cancelled(tx, st, order_id)
+    Ok(())
 }
 
 /// The full order: lines, payments and status history.

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::model::{OrderItemView, OrderStatus, StatusChangeView};
-use crate::db::{Tx, uuid_col};
+use crate::db::{Tx, parsed_col, uuid_col};
 use crate::error::Result;
 use crate::http::money::money;
 use crate::http::page::PageRequest;
@@ -26,12 +26,11 @@ const COLUMNS: &str =
     "id, user_id, node_id, status, total_amount, currency, created_at, updated_at";
 
 fn row_to_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
-    let status: String = r.get(3)?;
     Ok(OrderRow {
         id: uuid_col(r, 0)?,
         user_id: uuid_col(r, 1)?,
         node_id: r.get(2)?,
-        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::PendingPayment),
+        status: parsed_col(r, 3)?,
         total_amount: r.get(4)?,
         currency: r.get(5)?,
         created_at: r.get(6)?,
@@ -172,9 +171,8 @@ pub fn history(conn: &Connection, order_id: Uuid) -> Result<Vec<StatusChangeView
     )?;
     let rows = stmt
         .query_map([order_id.to_string()], |r| {
-            let status: String = r.get(0)?;
             Ok(StatusChangeView {
-                status: OrderStatus::parse(&status).unwrap_or(OrderStatus::PendingPayment),
+                status: parsed_col(r, 0)?,
                 at: crate::time::rfc3339(r.get(1)?),
                 actor: r.get(2)?,
                 reason: r.get(3)?,

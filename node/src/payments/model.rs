@@ -22,59 +22,8 @@ impl Method {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Recorded here, waiting for the hub to charge the provider.
-    Pending,
-    /// Accepted while offline, to be charged when the link is back.
-    AuthorizedOffline,
-    Captured,
-    Failed,
-    /// Cancelled before it was charged.
-    Voided,
-    PartiallyRefunded,
-    Refunded,
-}
-
-impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Pending => "pending",
-            PaymentStatus::AuthorizedOffline => "authorized_offline",
-            PaymentStatus::Captured => "captured",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Voided => "voided",
-            PaymentStatus::PartiallyRefunded => "partially_refunded",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
-
-    pub fn parse(s: &str) -> PaymentStatus {
-        match s {
-            "authorized_offline" => PaymentStatus::AuthorizedOffline,
-            "captured" => PaymentStatus::Captured,
-            "failed" => PaymentStatus::Failed,
-            "voided" => PaymentStatus::Voided,
-            "partially_refunded" => PaymentStatus::PartiallyRefunded,
-            "refunded" => PaymentStatus::Refunded,
-            _ => PaymentStatus::Pending,
-        }
-    }
-
-    /// Still holds (or may still take) the customer's money.
-    pub fn is_live(self) -> bool {
-        !matches!(self, PaymentStatus::Failed | PaymentStatus::Voided)
-    }
-
-    /// Money has been taken and some of it can be refunded.
-    pub fn is_refundable(self) -> bool {
-        matches!(
-            self,
-            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
-        )
-    }
-}
+/// The status machine lives in the shared contract crate (node, hub and admin API agree).
+pub use edgecart_proto::PaymentStatus;
 
 /// A provider card token: 1-256 visible ASCII characters. The token is never returned by the API.
 pub struct CardToken(String);

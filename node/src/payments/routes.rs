@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::model::{CardToken, Method, PaymentRequest, PaymentView, RefundRequest};
-use super::{service, store};
+use super::store;
 use crate::error::{Error, Problem, Result};
 use crate::http::extract::{ApiJson, IdempotencyKey, PathId};
 use crate::idempotency::{self, Stored};
@@ -73,7 +73,7 @@ async fn create_payment(
                 key.as_deref(),
                 &canonical,
                 StatusCode::CREATED,
-                || service::pay(tx, &st, auth.id, order_id, req.method, card),
+                || crate::saga::pay(tx, &st, auth.id, order_id, req.method, card),
             )
         })
         .await?;
@@ -137,7 +137,7 @@ async fn create_refund(
                 key.as_deref(),
                 &canonical,
                 StatusCode::CREATED,
-                || service::refund(tx, &st, id, req.amount, reason.as_deref()),
+                || crate::saga::refund(tx, &st, id, req.amount, reason.as_deref()),
             )
         })
         .await?;

@@ -1,37 +1,33 @@
-//! Payment rules, run inside the caller's write transaction.
+//! Payment rules, run inside the caller's write transaction. Orders are none of this module's
+//! business: the saga (`crate::saga`) moves an order when its payment moves.
 
 use uuid::Uuid;
 
 use super::model::{CardToken, Method, PaymentStatus, PaymentView};
+pub use super::store::view;
 use super::store::{self, PaymentRow};
 use crate::db::Tx;
 use crate::error::{Error, Result};
-use crate::events::{self, Event};
-use crate::orders::model::OrderStatus;
-use crate::orders::{service as orders, store as order_store};
 use crate::state::Inner;
 
-/// Records a payment for a `pending_payment` order. Cash is captured at once and the order
-/// becomes `paid`; a card payment stays `pending` until the hub reports the provider's answer.
-pub fn pay(
+/// What a payment is for: an order's total, owed by its customer.
+pub struct Payable<'a> {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount: i64,
+    pub currency: &'a str,
+}
+
+/// Records a payment. Cash is `captured` at once; a card payment stays `pending` until the hub
+/// reports the provider's answer, or is taken offline within the store's limits.
+pub fn record(
     tx: &Tx,
     st: &Inner,
-    caller: Uuid,
-    order_id: Uuid,
+    order: &Payable<'_>,
     method: Method,
-    card: Option<CardToken>,
-) -> Result<PaymentView> {
-    let order = order_store::get(tx, order_id)?.ok_or(Error::NotFound("order"))?;
-    if order.status != OrderStatus::PendingPayment {
-        return Err(Error::conflict(
-            "order-not-payable",
-            format!(
-                "the order is {}, not pending_payment",
-                order.status.as_str()
-            ),
-        ));
-    }
-    if store::by_order(tx, order_id)?
+    card: Option<&CardToken>,
+) -> Result<PaymentRow> {
+    if store::by_order(tx, order.order_id)?
         .iter()
         .any(|p| p.status.is_live())
     {
@@ -40,7 +36,7 @@ pub fn pay(
             "the order already has a payment in progress",
         ));
     }
-    if order.total_amount <= 0 {
+    if order.amount <= 0 {
         return Err(Error::invalid(
             "order",
             "an order with a zero total needs no payment",
@@ -51,7 +47,7 @@ pub fn pay(
         Method::Cash => PaymentStatus::Captured,
         // Store-and-forward: with the hub unreachable, accept within the offline limits.
         Method::Card if st.hub_configured && !st.sync.is_connected() => {
-            if order.total_amount > st.offline_card_limit {
+            if order.amount > st.offline_card_limit {
                 return Err(Error::invalid(
                     "amount",
                     format!(
@@ -61,7 +57,7 @@ pub fn pay(
                 ));
             }
             let held = store::offline_total(tx)?;
-            if held + order.total_amount > st.offline_card_total {
+            if held + order.amount > st.offline_card_total {
                 return Err(Error::conflict(
                     "offline-card-total-exceeded",
                     format!(
@@ -76,38 +72,19 @@ pub fn pay(
     };
     let payment = PaymentRow {
         id: edgecart_proto::ids::new_id(),
-        order_id,
+        order_id: order.order_id,
         user_id: order.user_id,
         method,
         status,
-        amount: order.total_amount,
-        currency: order.currency.clone(),
+        amount: order.amount,
+        currency: order.currency.to_string(),
         failure_reason: None,
         created_at: now,
         updated_at: now,
     };
-    store::insert(tx, &payment, card.as_ref().map(CardToken::as_str))?;
+    store::insert(tx, &payment, card.map(CardToken::as_str))?;
     store::record_change(tx, payment.id, &st.clock.now())?;
-    if status == PaymentStatus::Captured {
-        orders::transition(
-            tx,
-            st,
-            order_id,
-            OrderStatus::Paid,
-            &orders::user_actor(caller),
-            Some("cash captured at the store"),
-        )?;
-        events::publish(
-            tx,
-            &Event::PaymentCompleted {
-                user_id: order.user_id,
-                order_id,
-                payment_id: payment.id,
-                amount: orders::format_money(payment.amount, &payment.currency),
-            },
-        )?;
-    }
-    store::view(tx, payment)
+    Ok(payment)
 }
 
 /// Refunds part or all of a captured payment. Cash refunds complete at once; card refunds are
@@ -163,9 +140,10 @@ pub fn refund(
     store::view(tx, payment)
 }
 
-/// Compensation when an order is cancelled: payments not yet charged are voided, captured ones
-/// are refunded in full.
-pub fn on_order_cancelled(tx: &Tx, st: &Inner, order_id: Uuid) -> Result<()> {
+/// Compensation when an order is cancelled: payments not yet charged are voided (the hub
+/// refunds a charge that was already in flight when the void reaches it), captured ones are
+/// refunded in full.
+pub fn compensate(tx: &Tx, st: &Inner, order_id: Uuid) -> Result<()> {
     let now = crate::time::now_ms();
     for p in store::by_order(tx, order_id)? {
         match p.status {
@@ -185,79 +163,49 @@ pub fn on_order_cancelled(tx: &Tx, st: &Inner, order_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// The hub's answer to a card charge. Applied once: only a payment still waiting for it changes.
+/// What a charge outcome did to its payment; the saga moves the order accordingly.
+pub enum Outcome {
+    /// Captured while the order waited for it.
+    Captured(PaymentRow),
+    /// Declined while the order waited for it, with the reason.
+    Failed(PaymentRow, String),
+    /// Nothing for the order to do: a replay, or the capture of a payment voided meanwhile
+    /// (its order is cancelled; the hub refunds the charge and reports the refund).
+    Unchanged,
+}
+
+/// The hub's answer to a card charge. Applied once: only a payment still waiting for it moves.
 pub fn apply_outcome(
     tx: &Tx,
     st: &Inner,
     o: &edgecart_proto::sync::PaymentOutcomePayload,
-) -> Result<()> {
+) -> Result<Outcome> {
     let id =
         Uuid::parse_str(&o.payment_id).map_err(|_| Error::invalid("payment_id", "not a UUID"))?;
     let Some(p) = store::get(tx, id)? else {
         return Err(Error::NotFound("payment"));
     };
     let now = crate::time::now_ms();
-    let waiting = matches!(
-        p.status,
-        PaymentStatus::Pending | PaymentStatus::AuthorizedOffline
-    );
-    match (o.status.as_str(), p.status) {
-        ("captured", _) if waiting => {
+    let outcome = match (o.status.as_str(), p.status) {
+        ("captured", s) if s.is_awaiting_charge() => {
             store::set_status(tx, id, PaymentStatus::Captured, now)?;
-            store::record_change(tx, id, &st.clock.now())?;
-            orders::transition(
-                tx,
-                st,
-                p.order_id,
-                OrderStatus::Paid,
-                "hub",
-                Some("card charged"),
-            )?;
-            events::publish(
-                tx,
-                &Event::PaymentCompleted {
-                    user_id: p.user_id,
-                    order_id: p.order_id,
-                    payment_id: id,
-                    amount: orders::format_money(p.amount, &p.currency),
-                },
-            )?;
+            Outcome::Captured(p)
         }
-        // The order was cancelled while the charge was in flight: give the money back.
+        // The order was cancelled while the charge was in flight: the money was taken. The hub
+        // refunds it in full and reports that refund, which settles this payment as refunded.
         ("captured", PaymentStatus::Voided) => {
             store::set_status(tx, id, PaymentStatus::Captured, now)?;
-            refund(
-                tx,
-                st,
-                id,
-                p.amount,
-                Some("order cancelled before the charge completed"),
-            )?;
+            Outcome::Unchanged
         }
-        ("failed", _) if waiting => {
+        ("failed", s) if s.is_awaiting_charge() => {
             let reason = o.reason.clone().unwrap_or_else(|| "declined".into());
             store::set_failed(tx, id, &reason, now)?;
-            store::record_change(tx, id, &st.clock.now())?;
-            orders::cancel(
-                tx,
-                st,
-                p.order_id,
-                "hub",
-                Some(&format!("payment failed: {reason}")),
-            )?;
-            events::publish(
-                tx,
-                &Event::PaymentFailed {
-                    user_id: p.user_id,
-                    order_id: p.order_id,
-                    payment_id: id,
-                    reason,
-                },
-            )?;
+            Outcome::Failed(p, reason)
         }
-        _ => {}
-    }
-    Ok(())
+        _ => return Ok(Outcome::Unchanged),
+    };
+    store::record_change(tx, id, &st.clock.now())?;
+    Ok(outcome)
 }
 
 /// The outcome of a refund (started here or at the hub). Applied once per refund id.

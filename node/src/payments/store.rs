@@ -5,7 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{Method, PaymentStatus, PaymentView, RefundView};
-use crate::db::{Tx, uuid_col};
+use crate::db::{Tx, parsed_col, uuid_col};
 use crate::error::Result;
 use crate::http::money::money;
 use crate::sync::changelog;
@@ -28,7 +28,6 @@ const COLUMNS: &str = "id, order_id, user_id, method, status, amount, currency, 
 
 fn row_to_payment(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
     let method: String = r.get(3)?;
-    let status: String = r.get(4)?;
     Ok(PaymentRow {
         id: uuid_col(r, 0)?,
         order_id: uuid_col(r, 1)?,
@@ -38,7 +37,7 @@ fn row_to_payment(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaymentRow> {
         } else {
             Method::Card
         },
-        status: PaymentStatus::parse(&status),
+        status: parsed_col(r, 4)?,
         amount: r.get(5)?,
         currency: r.get(6)?,
         failure_reason: r.get(7)?,

@@ -17,7 +17,7 @@ use crate::catalog::store as catalog;
 use crate::db::Tx;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
-use crate::orders::{model::OrderStatus, service as orders};
+use crate::orders::model::OrderStatus;
 use crate::state::Inner;
 use crate::users::store as users;
 
@@ -87,7 +87,7 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
             inventory::set_others(tx, &st.node_id, pid, o.others_net, version)?;
         }
         entity::COMMAND => apply_command(tx, st, &parse::<Command>(json)?)?,
-        entity::PAYMENT_OUTCOME => crate::payments::service::apply_outcome(tx, st, &parse(json)?)?,
+        entity::PAYMENT_OUTCOME => crate::saga::apply_payment_outcome(tx, st, &parse(json)?)?,
         entity::REFUND_OUTCOME => {
             crate::payments::service::apply_refund_outcome(tx, st, &parse(json)?)?
         }
@@ -114,29 +114,25 @@ fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
         } => {
             let id =
                 Uuid::parse_str(order_id).map_err(|_| Error::invalid("order_id", "not a UUID"))?;
-            let status =
-                OrderStatus::parse(status).ok_or_else(|| Error::invalid("status", "unknown"))?;
+            let status: OrderStatus = status
+                .parse()
+                .map_err(|_| Error::invalid("status", "unknown"))?;
             // An order the hub's copy thought could move but this (owning) node refuses stays
             // as it is; the node's next report corrects the hub's copy.
-            let outcome = if status == OrderStatus::Cancelled {
-                tx.execute_batch("SAVEPOINT command")?;
-                let r = orders::cancel(
-                    tx,
-                    st,
-                    id,
-                    &ActorId::hub().to_string(),
-                    Some("cancelled by the hub"),
-                );
-                tx.execute_batch(if r.is_ok() {
-                    "RELEASE command"
-                } else {
-                    "ROLLBACK TO command; RELEASE command"
-                })?;
-                r
+            tx.execute_batch("SAVEPOINT command")?;
+            let outcome = crate::saga::change_status(
+                tx,
+                st,
+                id,
+                status,
+                &ActorId::hub().to_string(),
+                (status == OrderStatus::Cancelled).then_some("cancelled by the hub"),
+            );
+            tx.execute_batch(if outcome.is_ok() {
+                "RELEASE command"
             } else {
-                orders::transition(tx, st, id, status, &ActorId::hub().to_string(), None)
-                    .map(|_| ())
-            };
+                "ROLLBACK TO command; RELEASE command"
+            })?;
             if let Err(e) = outcome {
                 tracing::warn!(order_id = %id, error = %e, "hub command refused");
             }

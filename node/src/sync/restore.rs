@@ -47,7 +47,10 @@ pub fn order(tx: &Tx, st: &Inner, o: &OrderPayload) -> Result<()> {
         return Ok(());
     }
     let id = uuid("id", &o.id)?;
-    let status = OrderStatus::parse(&o.status).ok_or(Error::invalid("status", "unknown"))?;
+    let status: OrderStatus = o
+        .status
+        .parse()
+        .map_err(|_| Error::invalid("status", "unknown"))?;
     if let Some(here) = orders::get(tx, id)? {
         if here.updated_at < o.updated_at {
             orders::set_status(tx, id, status, o.updated_at)?;
@@ -99,7 +102,10 @@ pub fn payment(tx: &Tx, p: &PaymentPayload) -> Result<()> {
     if orders::get(tx, order_id)?.is_none() {
         return Ok(());
     }
-    let status = PaymentStatus::parse(&p.status);
+    let status: PaymentStatus = p
+        .status
+        .parse()
+        .map_err(|_| Error::invalid("status", "unknown"))?;
     whole(tx, || {
         match payments::get(tx, id)? {
             Some(here) if here.updated_at >= p.updated_at => return Ok(()),

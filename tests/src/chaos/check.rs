@@ -237,7 +237,11 @@ impl Snapshot {
             }
         }
         for p in &self.payments {
-            if p.status == "pending" || p.refunds.iter().any(|r| r.status == "pending") {
+            let settled = p
+                .status
+                .parse::<edgecart_proto::LedgerStatus>()
+                .is_ok_and(|s| s.is_final());
+            if !settled || p.refunds.iter().any(|r| r.status == "pending") {
                 why.push(format!("payment {} {} (refunds pending?)", p.id, p.status));
             }
         }

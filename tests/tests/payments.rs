@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use edgecart_e2e::provider::Provider;
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, stock_at, wait_until,
+    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, stock_at,
+    wait_until,
 };
 use edgecart_proto::pb;
 use reqwest::Client;
@@ -235,19 +236,25 @@ async fn offline_card_payments_are_accepted_within_limits_and_charged_when_the_h
     let orders: Vec<String> = futures::future::join_all((0..3).map(|_| s.order(1))).await;
     let big = s.order(2).await;
     s.hub.kill9();
-    // The node notices the link is gone (keepalive), then takes payments offline.
-    let admin = edgecart_e2e::ADMIN_EMAIL;
-    let _ = admin;
+    // The node notices the link is gone, then takes payments offline. Paying before it noticed
+    // would make an ordinary pending payment (and a second try a 409): wait for the event.
+    let admin = admin_login(&s.client, &s.node).await;
     wait_until(
         CONVERGE,
         "the node to notice the hub is gone",
         || async {
-            let (status, body) = s.pay_card(&orders[0], "tok_visa").await;
-            (status == 201 && body["status"] == "authorized_offline").then_some(())
+            let st = get_json_auth(&s.client, s.node.url("/v1/sync/status"), &admin).await;
+            (st["hub_connected"] == false).then_some(())
         },
         || async { s.node.proc.log() },
     )
     .await;
+    let (status, body) = s.pay_card(&orders[0], "tok_visa").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("authorized_offline")),
+        "{body}"
+    );
     let (status, body) = s.pay_card(&orders[1], "tok_visa").await;
     assert_eq!(
         (status, body["status"].as_str()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use edgecart_e2e::chaos::check::{Expect, assert_promises};
 use edgecart_e2e::chaos::hub_channel;
 use edgecart_e2e::chaos::proxy::Fault;
-use edgecart_e2e::chaos::workload::Workload;
+use edgecart_e2e::chaos::workload::{History, OrderOp, Outcome, PaymentOp, Workload};
 use edgecart_e2e::chaos::{Cluster, ClusterConfig, backup, fill_disk, seed};
 use edgecart_e2e::{ADMIN_TOKEN, AdminToken, get_json_auth, wait_until};
 use edgecart_proto::pb;
@@ -296,4 +296,173 @@ async fn hub_disk_full_for_a_moment() {
     let h = w.finish(SETTLE).await;
     assert!(c.hub.proc.alive(), "the hub exited:\n{}", c.hub.proc.log());
     assert_promises(&c, &h, Expect::default()).await;
+}
+
+/// The seam of a charge in flight, made deterministic: the provider takes the money and holds
+/// its answer, the hub is killed before the answer arrives, the customer cancels at the store
+/// while the hub is away (the store voids the payment), and after the restart the provider
+/// answers 503 until the void has reached the hub. A void of a charge that may have been taken
+/// is "refund if charged": the hub keeps asking, finds the charge and refunds it in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_in_flight_across_a_hub_crash_and_a_cancel_is_refunded() {
+    let mut c = Cluster::start(
+        seed(),
+        ClusterConfig {
+            nodes: 1,
+            shoppers_per_node: 1,
+            ..ClusterConfig::default()
+        },
+    )
+    .await;
+    let client = c.client.clone();
+    let (node_url, token) = (c.stores[0].node.base(), c.stores[0].shoppers[0].1.clone());
+    let node = |path: &str| format!("{node_url}{path}");
+
+    // 1. The charge reaches the provider, which takes the money and answers slowly.
+    c.provider.hold_answers(true);
+    let (status, order) =
+        edgecart_e2e::order(&client, &c.stores[0].node, &token, &c.products[0], 2).await;
+    assert_eq!(status, 201, "{order}");
+    let order_id = order["id"].as_str().unwrap().to_string();
+    let r = client
+        .post(node(&format!("/v1/orders/{order_id}/payments")))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "seam-pay-1")
+        .json(&json!({"method": "card", "card_token": "tok_visa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let payment_id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(
+        Duration::from_secs(20),
+        "the provider holding a taken charge",
+        || async {
+            let s = c.provider.state();
+            (s.charges.contains_key(&payment_id) && s.held_answers > 0).then_some(())
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
+
+    // 2. The hub dies before the answer arrives.
+    c.hub.kill9();
+
+    // 3. The customer cancels at the store while the hub is away: the store voids the payment.
+    let r = client
+        .post(node(&format!("/v1/orders/{order_id}/cancel")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cancelled: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["payments"][0]["status"], "voided");
+
+    // 4. The hub comes back; the provider answers 503 until the store's void has reached the
+    //    hub and a retried charge has been refused at least once.
+    c.provider.set_unavailable(true);
+    c.provider.hold_answers(false);
+    c.hub.restart();
+    let payments = pb::payment_admin_client::PaymentAdminClient::with_interceptor(
+        hub_channel(&c.hub.url(), Duration::from_secs(5)),
+        AdminToken(ADMIN_TOKEN),
+    );
+    let before = c.provider.state().unavailable_answers;
+    wait_until(
+        Duration::from_secs(30),
+        "the void at the hub, waiting on the provider",
+        || {
+            let mut payments = payments.clone();
+            let (id, provider) = (payment_id.clone(), c.provider.clone());
+            async move {
+                let p = payments
+                    .get_payment(pb::GetPaymentRequest { payment_id: id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (p.status == "voiding" && provider.state().unavailable_answers > before)
+                    .then_some(())
+            }
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
+
+    // 5. The provider answers again: the hub learns of the charge and refunds it in full.
+    c.provider.set_unavailable(false);
+    let settled = wait_until(
+        Duration::from_secs(30),
+        "the charge refunded at the hub",
+        || {
+            let mut payments = payments.clone();
+            let id = payment_id.clone();
+            async move {
+                let p = payments
+                    .get_payment(pb::GetPaymentRequest { payment_id: id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                let refunded = p.refunds.iter().any(|r| r.status == "succeeded");
+                (p.status == "captured" && refunded).then_some(p)
+            }
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
+    let amount = settled.amount.as_ref().unwrap().amount;
+    assert_eq!(settled.refunded.as_ref().unwrap().amount, amount);
+    {
+        let books = c.provider.state();
+        let charged = books.charges[&payment_id]["amount"].as_i64().unwrap();
+        let refunded: i64 = books
+            .refunds
+            .values()
+            .filter(|r| r["charge"] == books.charges[&payment_id]["id"])
+            .map(|r| r["amount"].as_i64().unwrap())
+            .sum();
+        assert_eq!(
+            (charged, refunded),
+            (amount, amount),
+            "customer charged once, refunded in full"
+        );
+    }
+    // The store hears of both and ends with the payment refunded.
+    wait_until(
+        Duration::from_secs(30),
+        "the refund at the store",
+        || async {
+            let o = get_json_auth(&client, node(&format!("/v1/orders/{order_id}")), &token).await;
+            (o["payments"][0]["status"] == "refunded").then_some(())
+        },
+        || async { c.stores[0].node.proc.log() },
+    )
+    .await;
+    // Every other promise holds too, with this one order as the history.
+    let history = History {
+        orders: vec![OrderOp {
+            store: 0,
+            shopper: 0,
+            key: "seam-order-1".into(),
+            product: c.products[0].clone(),
+            qty: 2,
+            outcome: Outcome::Succeeded,
+            order_id: Some(order_id),
+            payment: Some(PaymentOp {
+                method: "card",
+                card_token: Some("tok_visa"),
+                outcome: Outcome::Succeeded,
+                payment_id: Some(payment_id),
+            }),
+            cancel: Some(Outcome::Succeeded),
+            spans_restore: false,
+            may_be_lost: false,
+        }],
+        ..History::default()
+    };
+    assert_promises(&c, &history, Expect::default()).await;
 }

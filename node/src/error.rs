@@ -52,6 +52,10 @@ pub enum Error {
     /// product until the hub has re-synced it (its old copy may count rights already spent).
     #[error("re-syncing with the hub after a restore")]
     Resyncing,
+    /// 503: the database could not store the change (a full disk, an I/O error): nothing of
+    /// the request was kept and a retry may succeed. Details are logged, not returned.
+    #[error("storage failing: {0}")]
+    Storage(String),
     /// 500: a bug or an I/O failure; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,6 +84,11 @@ impl Error {
         }
     }
 
+    /// True when the storage failed (not the request): see [`DbError::is_storage`].
+    pub fn is_storage(&self) -> bool {
+        matches!(self, Error::Storage(_))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -90,7 +99,9 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Unavailable | Error::Resyncing => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::Resyncing | Error::Storage(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +111,7 @@ impl From<DbError> for Error {
     fn from(e: DbError) -> Self {
         match e {
             DbError::WriterGone => Error::Unavailable,
+            e if e.is_storage() => Error::Storage(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -196,6 +208,15 @@ impl IntoResponse for Error {
                 "this store was restored from an older copy of its database and is re-syncing \
                  this product's stock with the hub; retry shortly",
             ),
+            Error::Storage(message) => {
+                tracing::error!(error = %message, "the database could not store a change");
+                Problem::new(
+                    status,
+                    "storage-unavailable",
+                    "the store could not save this change (storage failing); nothing was kept, \
+                     retry later",
+                )
+            }
             Error::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 Problem::new(status, "internal", "internal error")

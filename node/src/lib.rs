@@ -79,13 +79,12 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     // Only a node with a hub can be re-synced; a standalone one goes on from its copy.
     let marker = sync::watermark::marker(&config.data_dir);
     let restored = config.hub_url.is_some()
-        && (marker.exists()
-            || sync::watermark::read(&sync::watermark::path(&config.data_dir))
-                .is_some_and(|recorded| recorded > last_seq));
+        && sync::watermark::restore_noticed(&config.data_dir, last_seq).await;
     if restored {
         // Kept across restarts until the hub has re-synced this node: the change log's
         // numbers alone cannot tell once new entries pass the watermark.
         sync::watermark::set_marker(&marker, last_seq)
+            .await
             .with_context(|| format!("writing {}", marker.display()))?;
         tracing::warn!(
             last_seq,

@@ -52,6 +52,10 @@ pub enum DbError {
     JobPanicked,
     #[error("a background task failed: {0}")]
     Join(String),
+    /// SQLite rolled the write transaction back by itself (a full disk, an I/O error): nothing
+    /// of the batch this job was in was kept.
+    #[error("the write transaction was rolled back by the storage (disk full or I/O error)")]
+    RolledBack,
 }
 
 impl From<rusqlite::Error> for DbError {
@@ -65,6 +69,38 @@ impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Sqlite(e) if is_unique_violation(e))
     }
+
+    /// True when the file or the disk failed, not the statement or its data: the write may
+    /// succeed later, and SQLite may have rolled the whole transaction back.
+    pub fn is_storage(&self) -> bool {
+        match self {
+            DbError::Sqlite(e) => is_storage_error(e),
+            DbError::RolledBack => true,
+            _ => false,
+        }
+    }
+}
+
+/// SQLite result codes that say the file or the disk is failing (the same list as the hub's).
+pub fn is_storage_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(
+        f.code,
+        C::DiskFull
+            | C::SystemIoFailure
+            | C::ReadOnly
+            | C::CannotOpen
+            | C::PermissionDenied
+            | C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::OutOfMemory
+            | C::DatabaseCorrupt
+            | C::NotADatabase
+            | C::FileLockingProtocolFailed
+            | C::NoLargeFileSupport
+            | C::OperationAborted
+            | C::InternalMalfunction
+    ))
 }
 
 /// True when a statement failed on a UNIQUE or PRIMARY KEY constraint.
@@ -125,6 +161,30 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Caps the database file at `pages` pages (`PRAGMA max_page_count` on the writer's
+    /// connection): a write that needs more fails as if the disk were full. Returns the cap now
+    /// in force (SQLite never sets it below the current size). For tests and for operators who
+    /// want a hard size limit.
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, DbError> {
+        let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        self.write(move |tx| {
+            let cap: i64 = tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+            Ok(u64::try_from(cap).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Pages the database holds now (`PRAGMA page_count`, as the writer sees it).
+    pub async fn page_count(&self) -> Result<u64, DbError> {
+        self.write(|tx| {
+            let n: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 
     /// The schema version recorded by the migrations (`PRAGMA user_version`).

@@ -1,5 +1,5 @@
-//! Applying the hub's changes at this node, one batch per transaction. Every entry is applied
-//! idempotently (LWW by version, max-merge for stock cells, commands once by id), so a batch
+//! Applying the hub's changes at this node, one batch per transaction, strictly (see
+//! [`apply_batch`]). Every entry is applied idempotently (LWW by version, max-merge for stock cells, commands once by id), so a batch
 //! delivered twice changes nothing twice. Entries this node owns (its orders) are never taken
 //! from the hub.
 
@@ -22,16 +22,61 @@ use crate::state::Inner;
 use crate::users::store as users;
 
 /// Applies a batch; returns the highest hub sequence in it (to acknowledge after commit).
+///
+/// Strict, as the hub is: each entry runs in its own savepoint and applies whole or not at all.
+/// A bad entry (a payload this node cannot use) is rolled back to its savepoint, logged and
+/// skipped, and its siblings still apply. A storage error (full disk, I/O error, read-only
+/// file), or SQLite having rolled the transaction back, fails the whole batch: nothing of it is
+/// kept, the cursor does not move, no Ack goes out, and the hub sends it again after the
+/// reconnect.
 pub fn apply_batch(tx: &Tx, st: &Inner, batch: &[pb::Change]) -> Result<i64> {
     let mut cursor = 0;
     for change in batch {
         cursor = cursor.max(change.seq);
-        if let Err(e) = apply_one(tx, st, change) {
-            tracing::warn!(seq = change.seq, entity = %change.entity, error = %e, "skipped a hub change");
+        match whole(tx, "hub_change", || apply_one(tx, st, change)) {
+            Ok(()) => {}
+            Err(e) if fatal(tx, &e) => return Err(as_storage(tx, e, change.seq)),
+            Err(e) => {
+                metrics::counter!("edgecart_sync_skipped_changes_total").increment(1);
+                tracing::warn!(seq = change.seq, entity = %change.entity, error = %e, "skipped a hub change");
+            }
         }
     }
     crate::sync::changelog::set_hub_cursor(tx, cursor)?;
     Ok(cursor)
+}
+
+/// An error that must fail the whole batch: the storage failed, not the entry.
+fn fatal(tx: &Tx, e: &Error) -> bool {
+    e.is_storage() || tx.is_autocommit()
+}
+
+fn as_storage(tx: &Tx, e: Error, seq: i64) -> Error {
+    if e.is_storage() {
+        return e;
+    }
+    debug_assert!(tx.is_autocommit());
+    Error::Storage(format!(
+        "the transaction was rolled back while applying hub seq {seq}: {e}"
+    ))
+}
+
+/// Runs `work` inside SAVEPOINT `name`: kept whole when it succeeds, undone whole when it
+/// fails. When SQLite rolled the whole transaction back there is no savepoint left to undo;
+/// the error goes up as it is (the caller's `fatal` sees the autocommit connection).
+fn whole<T>(tx: &Tx, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    tx.execute_batch(&format!("SAVEPOINT {name}"))?;
+    match work() {
+        Ok(v) => {
+            tx.execute_batch(&format!("RELEASE {name}"))?;
+            Ok(v)
+        }
+        Err(e) if tx.is_autocommit() => Err(e),
+        Err(e) => {
+            tx.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))?;
+            Err(e)
+        }
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
@@ -100,12 +145,15 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
     Ok(())
 }
 
-/// Applies a hub command once: its id is recorded in the same transaction.
+/// Applies a hub command once. Its id is recorded in the same transaction, after the command
+/// ran to its outcome: took effect, or was refused by this node's rules (e.g. an illegal order
+/// transition — final, so a late replay cannot apply a stale command). A bad payload or a
+/// storage error records nothing: the entry is undone whole.
 fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
-    let fresh = tx
-        .prepare_cached("INSERT INTO sync_commands (id, applied_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING")?
-        .execute(params![command.id(), crate::time::now_ms()])?;
-    if fresh == 0 {
+    let done: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_commands WHERE id = ?1)")?
+        .query_row(params![command.id()], |r| r.get(0))?;
+    if done {
         return Ok(());
     }
     match command {
@@ -117,24 +165,31 @@ fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
             let status: OrderStatus = status
                 .parse()
                 .map_err(|_| Error::invalid("status", "unknown"))?;
-            // An order the hub's copy thought could move but this (owning) node refuses stays
-            // as it is; the node's next report corrects the hub's copy.
-            tx.execute_batch("SAVEPOINT command")?;
-            let outcome = crate::saga::change_status(
-                tx,
-                st,
-                id,
-                status,
-                &ActorId::hub().to_string(),
-                (status == OrderStatus::Cancelled).then_some("cancelled by the hub"),
-            );
-            tx.execute_batch(if outcome.is_ok() {
-                "RELEASE command"
-            } else {
-                "ROLLBACK TO command; RELEASE command"
-            })?;
-            if let Err(e) = outcome {
-                tracing::warn!(order_id = %id, error = %e, "hub command refused");
+            let hub = ActorId::hub().to_string();
+            // In its own savepoint: a refused command leaves nothing half-done behind.
+            let outcome = whole(tx, "hub_command", || {
+                crate::saga::change_status(
+                    tx,
+                    st,
+                    id,
+                    status,
+                    &hub,
+                    (status == OrderStatus::Cancelled).then_some("cancelled by the hub"),
+                )
+            });
+            match outcome {
+                Ok(()) => {}
+                // An order the hub's copy thought could move but this (owning) node refuses
+                // stays as it is; the node's next report corrects the hub's copy.
+                Err(
+                    e @ (Error::Conflict { .. }
+                    | Error::NotFound(_)
+                    | Error::Invalid { .. }
+                    | Error::Forbidden(_)),
+                ) => {
+                    tracing::warn!(order_id = %id, error = %e, "hub command refused");
+                }
+                Err(e) => return Err(e),
             }
         }
         Command::HandBack {
@@ -149,5 +204,7 @@ fn apply_command(tx: &Tx, st: &Inner, command: &Command) -> Result<()> {
             tracing::info!(product_id = %pid, asked = quantity, given, "handed rights back to the hub");
         }
     }
+    tx.prepare_cached("INSERT INTO sync_commands (id, applied_at) VALUES (?1, ?2)")?
+        .execute(params![command.id(), crate::time::now_ms()])?;
     Ok(())
 }

@@ -96,6 +96,7 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
     // has got to since, so the hub re-syncs this node and renumbers what it wrote since,
     // instead of taking those entries for replays of the lost ones.
     let last_seq = super::watermark::marker_seq(&super::watermark::marker(&state.data_dir))
+        .await
         .map_or(last_seq, |copy| copy.min(last_seq));
     let (out, rx) = mpsc::channel(OUTBOUND);
     out.send(node_msg(node_message::Msg::Hello(pb::Hello {

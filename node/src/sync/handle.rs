@@ -65,16 +65,22 @@ impl SyncHandle {
                 quantity: i64::try_from(quantity).unwrap_or(i64::MAX),
             })),
         };
+        // Removes the waiter however this future ends: answered, timed out, or dropped because
+        // the HTTP request was cancelled (the map would otherwise keep it for good).
+        let _waiter = Waiter {
+            top_ups: &self.top_ups,
+            request_id,
+        };
         let outcome = async {
             sender.send(message).await.ok()?;
             rx.await.ok()
         };
-        let granted = tokio::time::timeout(wait, outcome).await.ok().flatten();
-        self.top_ups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&request_id);
-        granted
+        tokio::time::timeout(wait, outcome).await.ok().flatten()
+    }
+
+    /// Waiting top-ups (for tests and metrics).
+    pub fn top_ups_waiting(&self) -> usize {
+        self.top_ups.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Completes a waiting top-up (called once the granted rights are committed locally).
@@ -87,5 +93,42 @@ impl SyncHandle {
         {
             let _ = waiter.send(granted);
         }
+    }
+}
+
+struct Waiter<'a> {
+    top_ups: &'a Mutex<HashMap<String, oneshot::Sender<i64>>>,
+    request_id: String,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.top_ups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.request_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_top_up_leaves_no_waiter_behind() {
+        let handle = SyncHandle::default();
+        let (out, mut hub) = mpsc::channel(4);
+        handle.set_connected(Some(out));
+        let mut asking = Box::pin(handle.top_up(Uuid::nil(), 3, Duration::from_secs(3600)));
+        // Poll until the request is on its way to the hub: the waiter is registered then.
+        let request = tokio::select! {
+            _ = &mut asking => panic!("no answer was given"),
+            m = hub.recv() => m.expect("the request reaches the hub"),
+        };
+        assert!(matches!(request.msg, Some(node_message::Msg::TopUp(_))));
+        assert_eq!(handle.top_ups_waiting(), 1);
+        // The HTTP request is cancelled: its future is dropped before any answer.
+        drop(asking);
+        assert_eq!(handle.top_ups_waiting(), 0);
     }
 }

@@ -24,18 +24,43 @@ pub fn marker(data_dir: &Path) -> PathBuf {
     data_dir.join("edgecart-node.restored")
 }
 
+/// Runs file I/O on the blocking pool: never on an async worker thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// At start-up: is this database older than what the node had written (restored from a copy),
+/// or is an earlier-noticed restore still waiting for the hub's re-sync?
+pub async fn restore_noticed(data_dir: &Path, last_seq: i64) -> bool {
+    let (marker, record) = (marker(data_dir), path(data_dir));
+    blocking(move || {
+        Ok(marker.exists() || read_sync(&record).is_some_and(|recorded| recorded > last_seq))
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Records a restore noticed at start-up: the change log of the copy ended at `copy_seq`.
-pub fn set_marker(path: &Path, copy_seq: i64) -> std::io::Result<()> {
-    if path.exists() {
-        // A restart before the re-sync: the first start knew where the copy ended.
-        return Ok(());
-    }
-    std::fs::write(path, copy_seq.to_string())
+pub async fn set_marker(path: &Path, copy_seq: i64) -> std::io::Result<()> {
+    let path = path.to_path_buf();
+    blocking(move || {
+        if path.exists() {
+            // A restart before the re-sync: the first start knew where the copy ended.
+            return Ok(());
+        }
+        std::fs::write(path, copy_seq.to_string())
+    })
+    .await
 }
 
 /// Where the restored copy's change log ended, while a restore waits for the hub's re-sync.
-pub fn marker_seq(path: &Path) -> Option<i64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+pub async fn marker_seq(path: &Path) -> Option<i64> {
+    let path = path.to_path_buf();
+    blocking(move || Ok(read_sync(&path))).await.ok().flatten()
 }
 
 /// The hub re-synced this node (or said it was not behind): the restore is dealt with. The
@@ -44,7 +69,8 @@ pub fn marker_seq(path: &Path) -> Option<i64> {
 pub async fn restore_dealt_with(state: &AppState) {
     state.sync.set_holding_for_restore(false);
     let marker = marker(&state.data_dir);
-    match std::fs::remove_file(&marker) {
+    let gone = marker.clone();
+    match blocking(move || std::fs::remove_file(gone)).await {
         Ok(()) => tracing::info!("restore dealt with: selling everything again"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
@@ -52,16 +78,27 @@ pub async fn restore_dealt_with(state: &AppState) {
         }
     }
     let record = path(&state.data_dir);
-    if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
-        && read(&record).is_some_and(|recorded| recorded > last_seq)
-        && let Err(e) = write(&record, last_seq)
-    {
+    let Ok((_, last_seq)) = state.db.read(changelog::cursors).await else {
+        return;
+    };
+    let target = record.clone();
+    let lowered = blocking(move || match read_sync(&target) {
+        Some(recorded) if recorded > last_seq => write(&target, last_seq),
+        _ => Ok(()),
+    })
+    .await;
+    if let Err(e) = lowered {
         tracing::warn!(error = %e, path = %record.display(), "writing the change-log watermark");
     }
 }
 
 /// The recorded sequence, if there is a readable record.
-pub fn read(path: &Path) -> Option<i64> {
+pub async fn read(path: &Path) -> Option<i64> {
+    let path = path.to_path_buf();
+    blocking(move || Ok(read_sync(&path))).await.ok().flatten()
+}
+
+fn read_sync(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
@@ -75,18 +112,16 @@ fn write(path: &Path, seq: i64) -> std::io::Result<()> {
 /// before the hub re-synced it must still know); `restore_dealt_with` brings it down.
 pub async fn keep(state: AppState, path: PathBuf, stop: CancellationToken) {
     loop {
-        // Read each time: `restore_dealt_with` may have brought it down.
-        let written = read(&path);
-        if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await
-            && written.is_none_or(|w| last_seq > w)
-        {
+        if let Ok((_, last_seq)) = state.db.read(changelog::cursors).await {
             let p = path.clone();
-            match tokio::task::spawn_blocking(move || write(&p, last_seq)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, path = %path.display(), "writing the change-log watermark")
-                }
-                Err(_) => {}
+            // Read each time: `restore_dealt_with` may have brought it down.
+            let raised = blocking(move || match read_sync(&p) {
+                Some(written) if written >= last_seq => Ok(()),
+                _ => write(&p, last_seq),
+            })
+            .await;
+            if let Err(e) = raised {
+                tracing::warn!(error = %e, path = %path.display(), "writing the change-log watermark");
             }
         }
         tokio::select! {

@@ -8,5 +8,6 @@ mod crash;
 mod idempotency;
 mod operations;
 mod shop_day;
+mod storage_full;
 mod users;
 mod webhooks;

@@ -5,6 +5,7 @@ mod helpers;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod extremes;
 mod idempotency;
 mod operations;
 mod shop_day;

@@ -304,6 +304,7 @@ async fn receive_stock(
         .write(move |tx| {
             idempotency::once(
                 tx,
+                st.idempotency,
                 auth.id,
                 "stock-receipts",
                 key.as_deref(),

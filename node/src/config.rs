@@ -69,6 +69,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub idempotency_retention_secs: u64,
 
+    /// Without `--hub-url`: how often the change log is compacted to the newest entry per
+    /// record (what a hub connected later needs), in seconds.
+    #[arg(long, env = "EDGECART_CHANGELOG_COMPACT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub changelog_compact_secs: u64,
+
     /// The store's currency (ISO 4217); every price and order is in it.
     #[arg(long, env = "EDGECART_CURRENCY", default_value = "USD")]
     pub currency: String,

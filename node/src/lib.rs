@@ -148,6 +148,14 @@ pub async fn run(
         sync::watermark::path(&config.data_dir),
         stop_sync.clone(),
     ));
+    // A standalone node gets no acknowledgements to trim its change log by: it compacts it.
+    let compact_task = config.hub_url.is_none().then(|| {
+        tokio::spawn(sync::changelog::compact_periodically(
+            state.db.clone(),
+            std::time::Duration::from_secs(config.changelog_compact_secs),
+            stop_sync.clone(),
+        ))
+    });
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
             state.clone(),
@@ -166,6 +174,9 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = watermark_task.await;
+    if let Some(task) = compact_task {
+        let _ = task.await;
+    }
     stop_webhooks.cancel();
     if let Some(task) = webhook_task {
         let _ = task.await;

@@ -63,6 +63,18 @@ pub struct Config {
     #[arg(long, env = "EDGECART_OFFLINE_CARD_TOTAL", default_value_t = 50_000)]
     pub offline_card_total: i64,
 
+    /// How long a response stored for an `Idempotency-Key` is replayed, in seconds. A retry
+    /// after that is a new request; expired keys are pruned as new ones are written.
+    #[arg(long, env = "EDGECART_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub idempotency_retention_secs: u64,
+
+    /// Without `--hub-url`: how often the change log is compacted to the newest entry per
+    /// record (what a hub connected later needs), in seconds.
+    #[arg(long, env = "EDGECART_CHANGELOG_COMPACT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub changelog_compact_secs: u64,
+
     /// The store's currency (ISO 4217); every price and order is in it.
     #[arg(long, env = "EDGECART_CURRENCY", default_value = "USD")]
     pub currency: String,

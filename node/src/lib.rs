@@ -116,6 +116,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         offline_card_limit: config.offline_card_limit,
         offline_card_total: config.offline_card_total,
         hub_configured: config.hub_url.is_some(),
+        idempotency: idempotency::Retention::from_secs(config.idempotency_retention_secs),
         data_dir: config.data_dir.clone(),
         sync: Default::default(),
         metrics: http::health::metrics_handle(),
@@ -147,6 +148,14 @@ pub async fn run(
         sync::watermark::path(&config.data_dir),
         stop_sync.clone(),
     ));
+    // A standalone node gets no acknowledgements to trim its change log by: it compacts it.
+    let compact_task = config.hub_url.is_none().then(|| {
+        tokio::spawn(sync::changelog::compact_periodically(
+            state.db.clone(),
+            std::time::Duration::from_secs(config.changelog_compact_secs),
+            stop_sync.clone(),
+        ))
+    });
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
             state.clone(),
@@ -165,6 +174,9 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = watermark_task.await;
+    if let Some(task) = compact_task {
+        let _ = task.await;
+    }
     stop_webhooks.cancel();
     if let Some(task) = webhook_task {
         let _ = task.await;

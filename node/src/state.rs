@@ -23,6 +23,8 @@ pub struct Inner {
     pub offline_card_limit: i64,
     pub offline_card_total: i64,
     pub hub_configured: bool,
+    /// How long idempotency keys are honoured (`--idempotency-retention-secs`).
+    pub idempotency: crate::idempotency::Retention,
     /// Where the database lives, with the change-log watermark and restore marker beside it
     /// (`sync::watermark`).
     pub data_dir: std::path::PathBuf,

@@ -72,7 +72,8 @@ fn view(known: &Known, node: &ActorId) -> StockView {
         available_here: known.counter.rights(node).max(0),
         // A cell can arrive before the one it depended on (a sale before the delivery); the
         // transient negative total means "none".
-        global: (own_net + known.others_net).max(0),
+        // `others_net` comes from the hub: never let a hostile or broken figure wrap the sum.
+        global: own_net.saturating_add(known.others_net).max(0),
     }
 }
 
@@ -112,11 +113,14 @@ pub fn merge_remote(
                 })
                 .optional()?
                 .unwrap_or(0);
-            let hub =
-                i64::try_from(entry.value).map_err(|_| Error::invalid("quantity", "too large"))?;
+            let hub = i64::try_from(entry.value).map_err(|_| too_large())?;
+            let rebased = hub
+                .max(boot)
+                .checked_add((local - boot).max(0))
+                .ok_or_else(too_large)?;
             let rebased = Entry {
                 key: entry.key.clone(),
-                value: (hub.max(boot) + (local - boot).max(0)) as u64,
+                value: rebased as u64,
             };
             save_entry(tx, product_id, &rebased)?;
             if rebased.value > entry.value {
@@ -278,7 +282,7 @@ fn stock_error(e: StockError, product_id: Uuid, others_net: i64) -> Error {
             rights,
             global,
         } => {
-            let global = global + others_net;
+            let global = global.saturating_add(others_net);
             let mut err = Error::conflict(
                 "insufficient-stock",
                 format!(
@@ -339,11 +343,20 @@ fn load_counter(conn: &Connection, product_id: Uuid) -> Result<BoundedCounter> {
 /// Max-merges one cell into storage (a cell never shrinks, so replays are harmless).
 fn save_entry(tx: &Tx, product_id: Uuid, entry: &Entry) -> Result<()> {
     let (kind, actor, target) = entry.key.parts();
-    let value = i64::try_from(entry.value).map_err(|_| Error::invalid("quantity", "too large"))?;
+    let value = i64::try_from(entry.value).map_err(|_| too_large())?;
     tx.prepare_cached(
         "INSERT INTO stock_entries (product_id, kind, actor, target, value) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (product_id, kind, actor, target) DO UPDATE SET value = max(value, excluded.value)",
     )?
     .execute(params![product_id.to_string(), kind, actor, target, value])?;
     Ok(())
+}
+
+/// A cell may hold at most `i64::MAX` (SQLite's integer): a change past it is refused before
+/// anything is written, never wrapped.
+fn too_large() -> Error {
+    Error::invalid(
+        "quantity",
+        format!("would take this product's stock count past {}", i64::MAX),
+    )
 }

@@ -29,6 +29,56 @@ impl ProductStatus {
     }
 }
 
+/// Most units one stock receipt (or write-off) may move: far above any real delivery, and small
+/// enough that its size never overflows (`i64::MIN` has no positive twin) and a counter cell
+/// (at most `i64::MAX`, the storage bound) takes billions of receipts to fill.
+pub const MAX_DELTA: u64 = 1_000_000_000;
+
+/// A parsed `delta` of `POST /v1/products/{id}/stock`: a non-zero number of units, at most
+/// [`MAX_DELTA`] either way. Deserializing is the parse, so an out-of-range value (including
+/// `i64::MIN`, `i64::MAX` and numbers outside i64) is a 422 naming `delta` and never reaches
+/// arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub enum StockDelta {
+    /// Units received at this store.
+    Receive(u64),
+    /// Units written off, within what this store may sell.
+    WriteOff(u64),
+}
+
+impl StockDelta {
+    /// The signed delta, as stated in the request (for idempotency fingerprints).
+    pub fn signed(self) -> i64 {
+        // Both arms are at most MAX_DELTA, which fits i64 either way.
+        match self {
+            StockDelta::Receive(n) => n as i64,
+            StockDelta::WriteOff(n) => -(n as i64),
+        }
+    }
+}
+
+/// Why a number is not a [`StockDelta`].
+#[derive(Debug, thiserror::Error)]
+#[error("must be non-zero and at most {MAX_DELTA} in size")]
+pub struct DeltaOutOfRange;
+
+impl TryFrom<i64> for StockDelta {
+    type Error = DeltaOutOfRange;
+    fn try_from(raw: i64) -> Result<StockDelta, DeltaOutOfRange> {
+        // `unsigned_abs` is total (i64::MIN included), unlike `abs`, which wraps or panics.
+        let size = raw.unsigned_abs();
+        if size == 0 || size > MAX_DELTA {
+            return Err(DeltaOutOfRange);
+        }
+        Ok(if raw > 0 {
+            StockDelta::Receive(size)
+        } else {
+            StockDelta::WriteOff(size)
+        })
+    }
+}
+
 /// Text of a name-like field: trimmed, 1..=max characters, no control characters.
 pub fn parse_text(field: &str, raw: &str, max: usize, allow_empty: bool) -> Result<String, Error> {
     let s = raw.trim();
@@ -83,4 +133,21 @@ pub struct ProductFilter {
     pub max_price: Option<i64>,
     pub in_stock: Option<bool>,
     pub include_archived: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_delta_is_bounded_both_ways() {
+        assert_eq!(StockDelta::try_from(5).unwrap(), StockDelta::Receive(5));
+        assert_eq!(StockDelta::try_from(-5).unwrap(), StockDelta::WriteOff(5));
+        let max = MAX_DELTA as i64;
+        assert_eq!(StockDelta::try_from(max).unwrap().signed(), max);
+        assert_eq!(StockDelta::try_from(-max).unwrap().signed(), -max);
+        for bad in [0, max + 1, -max - 1, i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert!(StockDelta::try_from(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::inventory::{self, StockCtx};
 use super::model::{
-    CategoryView, ProductFilter, ProductStatus, ProductView, StockView, parse_text,
+    CategoryView, ProductFilter, ProductStatus, ProductView, StockDelta, StockView, parse_text,
 };
 use super::store::{self, ProductPatch, ProductRow};
 use crate::error::{Error, Problem, Result};
@@ -58,8 +58,9 @@ pub struct UpdateProductRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ReceiveStockRequest {
     /// Units received at this store (positive), or written off (negative, within what this
-    /// store may sell).
-    pub delta: i64,
+    /// store may sell); non-zero, at most 1 000 000 000 either way.
+    #[schema(value_type = i64, minimum = -1_000_000_000, maximum = 1_000_000_000)]
+    pub delta: StockDelta,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -295,20 +296,15 @@ async fn receive_stock(
     ApiJson(req): ApiJson<ReceiveStockRequest>,
 ) -> Result<Stored> {
     auth.require_admin()?;
-    const MAX_DELTA: i64 = 1_000_000_000;
-    if req.delta == 0 || req.delta.abs() > MAX_DELTA {
-        return Err(Error::invalid(
-            "delta",
-            format!("must be non-zero and at most {MAX_DELTA} in size"),
-        ));
-    }
+    let delta = req.delta;
     let st = state.clone();
-    let canonical = format!("{id}:{}", req.delta);
+    let canonical = format!("{id}:{}", delta.signed());
     state
         .db
         .write(move |tx| {
             idempotency::once(
                 tx,
+                st.idempotency,
                 auth.id,
                 "stock-receipts",
                 key.as_deref(),
@@ -320,14 +316,22 @@ async fn receive_stock(
                     }
                     let version = st.clock.now();
                     let ctx = StockCtx::new(&st, &version);
-                    let qty = req.delta.unsigned_abs();
-                    if req.delta > 0 {
-                        inventory::receive(tx, &ctx, id, qty)
-                    } else {
-                        inventory::consume(tx, &ctx, id, qty)
+                    match delta {
+                        StockDelta::Receive(n) => inventory::receive(tx, &ctx, id, n),
+                        StockDelta::WriteOff(n) => inventory::consume(tx, &ctx, id, n),
                     }
+                    .map_err(as_delta_error)
                 },
             )
         })
         .await
+}
+
+/// A stock operation names the units it was given `quantity`; here they came as `delta`. (A
+/// cell that would pass the storage bound is such an error: refused, never wrapped.)
+fn as_delta_error(e: Error) -> Error {
+    match e {
+        Error::Invalid { field, detail } if field == "quantity" => Error::invalid("delta", detail),
+        other => other,
+    }
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/node/0001_init.sql"),
     include_str!("../../../migrations/node/0002_sync.sql"),
     include_str!("../../../migrations/node/0003_notifications.sql"),
+    include_str!("../../../migrations/node/0004_changes_by_entity.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DbError> {

@@ -22,7 +22,12 @@ pub struct Line {
 }
 
 /// Parses requested lines: 1..=MAX_LINES, each quantity 1..=MAX_QUANTITY. Lines for the same
-/// product are merged (in first-seen order), so stock is checked against the total.
+/// product are merged (in first-seen order), so stock is checked against the total; a merged
+/// line is a line too and holds at most MAX_QUANTITY.
+///
+/// These bounds are what makes an order total safe: at most MAX_LINES × MAX_QUANTITY units at
+/// a price of at most `MAX_AMOUNT` (10^2 × 10^4 × 10^12 = 10^18 < i64::MAX), and the total is
+/// computed with checked arithmetic besides.
 pub fn parse_lines(items: &[ItemRequest]) -> Result<Vec<Line>, Error> {
     if items.is_empty() || items.len() > MAX_LINES {
         return Err(Error::invalid(
@@ -42,7 +47,20 @@ pub fn parse_lines(items: &[ItemRequest]) -> Result<Vec<Line>, Error> {
                 )
             })?;
         match lines.iter_mut().find(|l| l.product_id == item.product_id) {
-            Some(line) => line.quantity += quantity,
+            Some(line) => {
+                line.quantity = line
+                    .quantity
+                    .checked_add(quantity)
+                    .filter(|q| *q <= MAX_QUANTITY)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            format!("items[{i}].quantity"),
+                            format!(
+                                "lines for the same product add up to more than {MAX_QUANTITY}"
+                            ),
+                        )
+                    })?
+            }
             None => lines.push(Line {
                 product_id: item.product_id,
                 quantity,
@@ -55,7 +73,8 @@ pub fn parse_lines(items: &[ItemRequest]) -> Result<Vec<Line>, Error> {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemRequest {
     pub product_id: Uuid,
-    /// 1-10000.
+    /// 1-10000 (lines for the same product together, too).
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i64,
 }
 
@@ -144,7 +163,19 @@ mod tests {
                 }
             ]
         );
-        for bad in [0, -1, 10_001] {
+        let over = parse_lines(&[
+            ItemRequest {
+                product_id: p,
+                quantity: 10_000,
+            },
+            ItemRequest {
+                product_id: p,
+                quantity: 1,
+            },
+        ])
+        .unwrap_err();
+        assert!(matches!(over, Error::Invalid { ref field, .. } if field == "items[1].quantity"));
+        for bad in [0, -1, 10_001, i64::MAX, i64::MIN, i64::from(u32::MAX)] {
             let err = parse_lines(&[ItemRequest {
                 product_id: p,
                 quantity: bad,

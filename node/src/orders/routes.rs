@@ -56,6 +56,7 @@ async fn create_order(
             .write(move |tx| {
                 idempotency::once(
                     tx,
+                    st.idempotency,
                     auth.id,
                     "orders",
                     key.as_deref(),

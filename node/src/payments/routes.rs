@@ -68,6 +68,7 @@ async fn create_payment(
                 .ok_or(Error::NotFound("order"))?;
             idempotency::once(
                 tx,
+                st.idempotency,
                 auth.id,
                 "payments",
                 key.as_deref(),
@@ -132,6 +133,7 @@ async fn create_refund(
         .write(move |tx| {
             idempotency::once(
                 tx,
+                st.idempotency,
                 auth.id,
                 "refunds",
                 key.as_deref(),

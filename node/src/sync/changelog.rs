@@ -1,7 +1,15 @@
 //! The change log: an append-only outbox with a monotonically increasing sequence number.
+//!
+//! On a node connected to a hub the log is bounded by what the hub has not acknowledged yet
+//! ([`acknowledged`] deletes the rest). A standalone node never gets an acknowledgement, so it
+//! compacts instead ([`compact`]): every entry is the whole state of one entity (a user, a
+//! product, an order, a payment with its refunds) or the value of one grow-only stock cell, and
+//! the hub applies them last-version-wins or max-merge, so only the newest entry per entity
+//! (per cell for stock) can matter to a hub this node is connected to later. The log then holds
+//! one entry per live record, never one per operation.
 
 use edgecart_proto::hlc::Timestamp;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::db::Tx;
@@ -158,4 +166,79 @@ pub fn set_hub_cursor(tx: &Tx, seq: i64) -> Result<()> {
     tx.prepare_cached("UPDATE sync_peers SET hub_cursor = max(hub_cursor, ?1), last_sync_at = ?2 WHERE peer = 'hub'")?
         .execute(params![seq, crate::time::now_ms()])?;
     Ok(())
+}
+
+/// New entries compacted per write transaction, so a long log never holds the writer for long.
+const COMPACT_BATCH: i64 = 200;
+
+/// Deletes the entries superseded by the (up to [`COMPACT_BATCH`]) entries after `after`: older
+/// entries of the same entity, and for stock of the same cell (`$.entry.key`; NULL, i.e. the
+/// same, for every other entity). The newest entry of each key, and so the newest of the log
+/// whose version seeds the clock, always stays. Returns the last sequence number looked at
+/// (`None` at the end of the log) and how many entries went.
+pub fn compact_after(tx: &Tx, after: i64) -> Result<(Option<i64>, usize)> {
+    let end: Option<i64> = tx
+        .prepare_cached(
+            "SELECT max(seq) FROM (SELECT seq FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .query_row(params![after, COMPACT_BATCH], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let Some(end) = end else {
+        return Ok((None, 0));
+    };
+    // The key expression matches the index of migration 0004, so each newer entry costs a
+    // probe for its older twins, not a scan.
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM changes WHERE seq IN (
+                 SELECT older.seq FROM changes AS newer JOIN changes AS older
+                   ON older.entity = newer.entity AND older.entity_id = newer.entity_id
+                  AND json_extract(older.payload, '$.entry.key')
+                      IS json_extract(newer.payload, '$.entry.key')
+                  AND older.seq < newer.seq
+                 WHERE newer.seq > ?1 AND newer.seq <= ?2)",
+        )?
+        .execute(params![after, end])?;
+    Ok((Some(end), deleted))
+}
+
+/// Compacts the entries after `after` in batches; returns the new end of what was compacted
+/// and how many entries went.
+pub async fn compact(db: &crate::db::Db, mut after: i64) -> Result<(i64, usize)> {
+    let mut total = 0;
+    loop {
+        let (next, deleted) = db.write(move |tx| compact_after(tx, after)).await?;
+        total += deleted;
+        match next {
+            Some(end) => after = end,
+            None => return Ok((after, total)),
+        }
+    }
+}
+
+/// A standalone node's compaction loop: the whole log once at start, then every `every` the
+/// entries written since, until `stop`.
+pub async fn compact_periodically(
+    db: crate::db::Db,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut done = 0;
+    loop {
+        match compact(&db, done).await {
+            Ok((end, deleted)) => {
+                done = end;
+                if deleted > 0 {
+                    tracing::info!(deleted, "compacted the change log (standalone node)");
+                }
+            }
+            // A busy or failing disk: try again next time, from the same point.
+            Err(e) => tracing::warn!(error = %e, "change-log compaction failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }

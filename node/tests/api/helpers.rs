@@ -100,6 +100,12 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The node's SQLite file, for tests that must put the store in a state the API refuses
+    /// to create (e.g. a counter cell a hub merged up to near `i64::MAX`).
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("edgecart-node.db")
+    }
+
     pub async fn admin_token(&self) -> String {
         self.admin
             .get_or_init(|| async { self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await })

@@ -147,3 +147,104 @@ async fn a_retried_stock_receipt_is_counted_once() {
     assert_eq!(send("delivery-8", 5).await.status(), 200);
     assert_eq!(app.stock(&product).await.0, 20);
 }
+
+/// Keys expire after `--idempotency-retention-secs`: within it a retry replays, after it the
+/// same key makes a new order, and the expired records are pruned as new keys are written.
+#[tokio::test]
+async fn an_expired_key_is_a_new_request_and_is_pruned() {
+    use std::time::{Duration, Instant};
+    const RETENTION: Duration = Duration::from_secs(1);
+    let app = TestApp::spawn_with(&["--idempotency-retention-secs", "1"]).await;
+    let product = app.product("Jar", 400, 50).await;
+    let (token, _) = app.register("expiry@example.com").await;
+    let send = |key: String| {
+        let app = &app;
+        let token = token.clone();
+        let product = product.clone();
+        async move {
+            let r = app
+                .client
+                .post(app.url("/v1/orders"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
+                .send()
+                .await
+                .unwrap();
+            let replayed = r.headers().contains_key("idempotent-replayed");
+            let body = json_of(r, 201).await;
+            (body["id"].as_str().unwrap().to_string(), replayed)
+        }
+    };
+    let sent = Instant::now();
+    let (first, _) = send("jar-1".into()).await;
+    for i in 2..=5 {
+        send(format!("jar-{i}")).await;
+    }
+    let (again, replayed) = send("jar-1".into()).await;
+    // The key's record is younger than `sent.elapsed()`; only a machine too slow to make six
+    // requests in a second could see it expire already.
+    if sent.elapsed() < RETENTION {
+        assert!(replayed, "within retention a retry replays");
+        assert_eq!(again, first);
+    }
+    assert_eq!(app.stock(&product).await.0, 50 - 5 - i64::from(!replayed));
+
+    // Retry until the key has expired: the retry is then a new order.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        let (id, replayed) = send("jar-1".into()).await;
+        if !replayed {
+            break id;
+        }
+        assert_eq!(id, first, "a replay is the first order");
+        assert!(Instant::now() < deadline, "the key never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(second, first);
+    let orders = json_of(app.get("/v1/orders?page_size=100", Some(&token)).await, 200).await;
+    let ids: Vec<&str> = orders["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
+    assert_eq!(app.stock(&product).await.0, 50 - ids.len() as i64);
+    // jar-5 was written last of the old keys: once it too is a new request, jar-2..4 are
+    // older than a retention and writing it pruned them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send("jar-5".into()).await.1 {
+        assert!(Instant::now() < deadline, "jar-5 never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db = rusqlite::Connection::open(app.db_path()).unwrap();
+    let keys: Vec<String> = db
+        .prepare("SELECT key FROM idempotency_keys ORDER BY key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // The new jar-1 stays unless it, too, expired in the meantime.
+    assert!(
+        keys == ["jar-1", "jar-5"] || keys == ["jar-5"],
+        "expired keys pruned: {keys:?}"
+    );
+}
+
+#[test]
+fn idempotency_retention_defaults_to_a_day() {
+    use clap::Parser;
+    let config = edgecart_node::Config::parse_from(["edgecart-node"]);
+    assert_eq!(config.idempotency_retention_secs, 86_400);
+    assert!(
+        edgecart_node::Config::try_parse_from([
+            "edgecart-node",
+            "--idempotency-retention-secs",
+            "0"
+        ])
+        .is_err(),
+        "a zero retention would make every retry a new request"
+    );
+}

@@ -3,8 +3,10 @@
 mod helpers;
 
 mod bad_input;
+mod changelog;
 mod concurrency;
 mod crash;
+mod extremes;
 mod idempotency;
 mod operations;
 mod shop_day;

@@ -17,6 +17,7 @@ use crate::error::{HubError, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/hub/0001_init.sql"),
     include_str!("../../migrations/hub/0002_payments.sql"),
+    include_str!("../../migrations/hub/0004_growth.sql"),
 ];
 
 #[derive(Clone)]

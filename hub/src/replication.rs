@@ -34,6 +34,12 @@ pub fn apply_batch(
     batch: &[pb::Change],
 ) -> Result<Applied> {
     let row = nodes::get(conn, node.as_str())?.ok_or(HubError::NotFound("node"))?;
+    if row.decommissioned_at.is_some() {
+        // The hub writes a decommissioned node's cells now: none of the node's may land.
+        return Err(HubError::Precondition(format!(
+            "node {node} is decommissioned"
+        )));
+    }
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
     let mut handed_back = BTreeSet::new();
@@ -273,6 +279,11 @@ pub fn top_up(
     product_id: &str,
     quantity: u64,
 ) -> Result<(u64, Option<pb::Change>)> {
+    if nodes::is_decommissioned(conn, node.as_str())? {
+        return Err(HubError::Precondition(format!(
+            "node {node} is decommissioned"
+        )));
+    }
     let hub = ActorId::hub();
     let mut counter = stock::load(conn, product_id)?;
     let grant = quantity.min(counter.rights(&hub).max(0) as u64);

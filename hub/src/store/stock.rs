@@ -131,6 +131,13 @@ pub fn record_sale(conn: &Connection, product_id: &str, node: &str, quantity: u6
     Ok(())
 }
 
+/// Deletes the sales recorded before `before_ms` (what [`recent_sales`] no longer reads).
+pub fn prune_sales(conn: &Connection, before_ms: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM sales WHERE at < ?1")?
+        .execute([before_ms])?)
+}
+
 /// Units each node sold of a product since `since_ms`.
 pub fn recent_sales(
     conn: &Connection,

@@ -13,6 +13,10 @@ use edgecart_proto::sync::{
 };
 use rusqlite::Connection;
 
+mod snapshot;
+
+pub use snapshot::Snapshot;
+
 use crate::allocation::{self, Policy};
 use crate::error::{HubError, Result};
 use crate::store::{catalog, changes, nodes, orders, stock, users};
@@ -382,63 +386,15 @@ fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Ch
     })
 }
 
-/// Everything a node needs to start from nothing (or to recover after a restore): accounts,
-/// catalog, and for every product the node's own cells, the transfers into it, and the other
-/// actors' net stock. All entries carry sequence `seq`.
-pub fn snapshot(
-    conn: &Connection,
-    clock: &Clock,
-    node: &ActorId,
-    seq: i64,
-) -> Result<Vec<pb::Change>> {
-    let mut out: Vec<pb::Change> = users::snapshot(conn)?
-        .into_iter()
-        .chain(catalog::snapshot(conn)?)
-        .map(|(entity, entity_id, version, payload_json)| pb::Change {
-            seq,
-            entity,
-            entity_id,
-            version,
-            payload_json,
-        })
-        .collect();
-    let version = clock.now().to_string();
-    for product in stock::products(conn)? {
-        let counter = stock::load(conn, &product)?;
-        for entry in counter.entries() {
-            let mine = match &entry.key {
-                EntryKey::Inc(a) | EntryKey::Dec(a) => a == node,
-                EntryKey::Xfer { from, to } => from == node || to == node,
-            };
-            if mine {
-                out.push(pb::Change {
-                    seq,
-                    ..stock_change(&product, &entry, &version)?
-                });
-            }
-        }
-        out.push(pb::Change {
-            seq,
-            entity: entity::STOCK_OTHERS.to_string(),
-            entity_id: product.clone(),
-            version: version.clone(),
-            payload_json: serde_json::to_string(&edgecart_proto::sync::StockOthersPayload {
-                product_id: product.clone(),
-                others_net: stock::others_net(&counter, node),
-            })?,
-        });
-    }
-    Ok(out)
-}
-
 /// Outcome of a node's Hello.
 pub struct Session {
     /// Where the node resumes sending.
     pub node_cursor: i64,
     /// The node's state is older than what the hub acknowledged (restored from a backup).
     pub resync: bool,
-    /// Sent first, before the change log (empty unless new-after-compaction or resync).
-    pub snapshot: Vec<pb::Change>,
+    /// Sent first, page by page, before the change log (only for a node new after compaction,
+    /// or behind its log position, or restored).
+    pub snapshot: Option<Snapshot>,
     /// The hub log position the node's stream continues from.
     pub hub_cursor: i64,
 }
@@ -465,27 +421,10 @@ pub fn hello(
     let hub_cursor = hello.hub_cursor.max(0);
     nodes::set_hub_cursor(conn, node.as_str(), hub_cursor)?;
     let floor = changes::floor(conn)?;
-    let mut snapshot = if resync || hub_cursor < floor {
-        snapshot(conn, clock, node, hub_cursor)?
-    } else {
-        Vec::new()
-    };
-    if resync {
-        // Its own orders and payments, as it last reported them: the copy it was restored
-        // from may predate some of them.
-        let own = orders::own_records(conn, node.as_str())?;
-        tracing::info!(node = %node, records = own.len(), "sending a restored node its own orders and payments");
-        snapshot.extend(
-            own.into_iter()
-                .map(|(entity, entity_id, version, payload_json)| pb::Change {
-                    seq: hub_cursor,
-                    entity,
-                    entity_id,
-                    version,
-                    payload_json,
-                }),
-        );
-    }
+    // Read later, page by page, by the stream's sender. A restored node also gets its own
+    // orders and payments as it last reported them: its copy may predate some of them.
+    let snapshot =
+        (resync || hub_cursor < floor).then(|| Snapshot::new(node.clone(), hub_cursor, resync));
     if is_new {
         tracing::info!(node = %node, "new node: allocating its floor of every product");
         let me = [node.to_string()];

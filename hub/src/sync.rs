@@ -96,16 +96,10 @@ impl Sync for SyncService {
                 resync: session.resync,
             })))
             .await;
-        for chunk in session.snapshot.chunks(MAX_BATCH) {
-            let _ = out
-                .send(msg(hub_message::Msg::Changes(pb::ChangeBatch {
-                    changes: chunk.to_vec(),
-                })))
-                .await;
-        }
         let mut sender = tokio::spawn(send_changes(
             self.hub.clone(),
             node.clone(),
+            session.snapshot,
             session.hub_cursor,
             out.clone(),
         ));
@@ -332,15 +326,26 @@ pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Streams the hub's changes for `node` from `cursor`, waking on every committed write, with a
-/// heartbeat when idle.
+/// Sends `snapshot` (if any) page by page, then streams the hub's changes for `node` from
+/// `cursor`, waking on every committed write, with a heartbeat when idle (a restored node takes
+/// the first heartbeat as "the snapshot is all in").
 async fn send_changes(
     hub: Hub,
     node: ActorId,
+    snapshot: Option<replication::Snapshot>,
     mut cursor: i64,
     out: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
+    // Subscribed before the snapshot: a write during it wakes the log loop below.
     let mut generation = hub.db.subscribe();
+    if let Some(snapshot) = snapshot
+        && let Err(status) = send_snapshot(&hub, &node, snapshot, &out).await
+    {
+        if let Some(status) = status {
+            let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(status))).await;
+        }
+        return;
+    }
     loop {
         let n = node.to_string();
         let batch = match hub
@@ -389,6 +394,51 @@ async fn send_changes(
                 if out.send(msg(hub_message::Msg::Heartbeat(hb))).await.is_err() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Sends the snapshot one page per read. Each page waits for room in the bounded channel before
+/// the next is read, so a slow node holds at most `OUTBOUND` pages in memory, and the database
+/// connection is held for one page at a time. `Err(None)`: the node is gone.
+async fn send_snapshot(
+    hub: &Hub,
+    node: &ActorId,
+    mut snapshot: replication::Snapshot,
+    out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
+) -> Result<(), Option<Status>> {
+    let mut pages = 0u64;
+    loop {
+        let clock = hub.clock.clone();
+        let (next, page) = hub
+            .db
+            .read(move |c| {
+                let page = snapshot.next_page(c, &clock)?;
+                Ok((snapshot, page))
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(node = %node, error = %e, "reading a snapshot page");
+                Some(Status::from(e))
+            })?;
+        snapshot = next;
+        let Some(page) = page else {
+            tracing::info!(node = %node, pages, "snapshot sent");
+            return Ok(());
+        };
+        pages += 1;
+        // A page is at most `MAX_BATCH` changes except for a product with unusual cells.
+        for chunk in page.chunks(MAX_BATCH) {
+            let batch = pb::ChangeBatch {
+                changes: chunk.to_vec(),
+            };
+            if out
+                .send(msg(hub_message::Msg::Changes(batch)))
+                .await
+                .is_err()
+            {
+                return Err(None);
             }
         }
     }

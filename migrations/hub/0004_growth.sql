@@ -7,3 +7,6 @@ ALTER TABLE nodes ADD COLUMN decommissioned_at INTEGER;
 
 -- Pruning sales older than the allocation window deletes by time across products.
 CREATE INDEX sales_by_time ON sales (at);
+
+-- A restored node's own payments are re-sent page by page.
+CREATE INDEX payments_by_node ON payments (node_id, id);

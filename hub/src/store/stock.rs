@@ -113,6 +113,17 @@ pub fn send_cell(
     Ok(())
 }
 
+/// Up to `limit` product ids that have stock cells, after `after`, in order.
+pub fn products_page(conn: &Connection, after: &str, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT product_id FROM stock_entries WHERE product_id > ?1 ORDER BY product_id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Every product id that has stock cells.
 pub fn products(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt =

@@ -58,6 +58,12 @@ impl SyncHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(request_id.clone(), tx);
+        // Removes the waiter however this ends: answered, timed out, or cancelled (the HTTP
+        // client went away and the handler's future was dropped in the middle of the wait).
+        let _waiter = Waiter {
+            top_ups: &self.top_ups,
+            request_id: request_id.clone(),
+        };
         let message = pb::NodeMessage {
             msg: Some(node_message::Msg::TopUp(pb::TopUpRequest {
                 request_id: request_id.clone(),
@@ -69,12 +75,7 @@ impl SyncHandle {
             sender.send(message).await.ok()?;
             rx.await.ok()
         };
-        let granted = tokio::time::timeout(wait, outcome).await.ok().flatten();
-        self.top_ups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&request_id);
-        granted
+        tokio::time::timeout(wait, outcome).await.ok().flatten()
     }
 
     /// Completes a waiting top-up (called once the granted rights are committed locally).
@@ -87,5 +88,71 @@ impl SyncHandle {
         {
             let _ = waiter.send(granted);
         }
+    }
+}
+
+/// A top-up request's entry in the waiters' map, removed when dropped.
+struct Waiter<'a> {
+    top_ups: &'a Mutex<HashMap<String, oneshot::Sender<i64>>>,
+    request_id: String,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.top_ups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.request_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn waiting(handle: &SyncHandle) -> usize {
+        handle.top_ups.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_top_up_leaves_no_waiter_behind() {
+        let handle = Arc::new(SyncHandle::default());
+        let (out, mut hub) = mpsc::channel(4);
+        handle.set_connected(Some(out));
+        let product = Uuid::now_v7();
+
+        // The request is sent and waits for an answer that never comes; the caller goes away.
+        let h = handle.clone();
+        let request =
+            tokio::spawn(async move { h.top_up(product, 3, Duration::from_secs(600)).await });
+        let sent = hub.recv().await.expect("the top-up reaches the hub");
+        assert!(matches!(sent.msg, Some(node_message::Msg::TopUp(_))));
+        assert_eq!(waiting(&handle), 1);
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            waiting(&handle),
+            0,
+            "the cancelled request's waiter is gone"
+        );
+
+        // A timed-out one and an answered one leave nothing either.
+        assert_eq!(
+            handle.top_up(product, 3, Duration::from_millis(1)).await,
+            None
+        );
+        assert_eq!(waiting(&handle), 0);
+        while hub.try_recv().is_ok() {} // the timed-out request's message
+        let h = handle.clone();
+        let request =
+            tokio::spawn(async move { h.top_up(product, 3, Duration::from_secs(600)).await });
+        let Some(node_message::Msg::TopUp(sent)) = hub.recv().await.unwrap().msg else {
+            panic!("expected a top-up request");
+        };
+        handle.top_up_done(&sent.request_id, 2);
+        assert_eq!(request.await.unwrap(), Some(2));
+        assert_eq!(waiting(&handle), 0);
     }
 }

@@ -73,6 +73,18 @@ impl Sync for SyncService {
                 PROTOCOL_VERSION
             )));
         }
+        // A retired store keeps retrying with back-off: refuse it with a read, not a write (a
+        // commit wakes every stream). The write below checks again, in its transaction.
+        let n = node.to_string();
+        if self
+            .hub
+            .db
+            .read(move |c| nodes::is_decommissioned(c, &n))
+            .await?
+        {
+            tracing::debug!(node = %node, "refused a decommissioned node");
+            return Err(decommissioned(&node));
+        }
         let (clock, n, h) = (self.hub.clock.clone(), node.clone(), hello.clone());
         let session = write_as_active(&self.hub, &node, move |tx| {
             replication::hello(tx, &clock, &n, &h)

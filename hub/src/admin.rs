@@ -1,4 +1,4 @@
-//! The admin gRPC services: catalog, inventory, nodes, orders.
+//! The admin gRPC services: catalog, inventory, orders (nodes: `node_admin`).
 
 use edgecart_proto::ids::{ActorId, new_id};
 use edgecart_proto::money::Currency;
@@ -418,44 +418,6 @@ impl pb::inventory_admin_server::InventoryAdmin for Admin {
             .write(move |tx| replication::set_policy(tx, p))
             .await?;
         Ok(Response::new(r))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::node_admin_server::NodeAdmin for Admin {
-    async fn list_nodes(
-        &self,
-        _req: Request<pb::ListNodesRequest>,
-    ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let hub = self.hub.clone();
-        let rows = self
-            .hub
-            .db
-            .read(move |c| {
-                nodes::list(c)?
-                    .into_iter()
-                    .map(|n| {
-                        // Acknowledgements are persisted lazily; the live one is current.
-                        let cursor = hub.live_ack(&n.node_id).unwrap_or(0).max(n.hub_cursor);
-                        let pending = changes::pending_for(c, &n.node_id, cursor)?;
-                        Ok((n, pending))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .await?;
-        let nodes = rows
-            .into_iter()
-            .map(|(n, hub_pending)| pb::NodeInfo {
-                connected: self.hub.is_connected(&n.node_id),
-                last_seen_unix_ms: n.last_seen,
-                pending_changes: (n.node_last_seq - n.node_cursor).max(0),
-                release: n.release,
-                protocol_version: n.protocol_version,
-                hub_changes_pending: hub_pending,
-                node_id: n.node_id,
-            })
-            .collect();
-        Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 }
 

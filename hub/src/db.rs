@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/hub/0001_init.sql"),
     include_str!("../../migrations/hub/0002_payments.sql"),
     include_str!("../../migrations/hub/0003_ledger_states.sql"),
+    include_str!("../../migrations/hub/0004_growth.sql"),
 ];
 
 #[derive(Clone)]

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod node_admin;
 pub mod payments;
 pub mod replication;
 pub mod state;

@@ -13,6 +13,10 @@ use edgecart_proto::sync::{
 };
 use rusqlite::Connection;
 
+mod snapshot;
+
+pub use snapshot::Snapshot;
+
 use crate::allocation::{self, Policy};
 use crate::error::{HubError, Result};
 use crate::store::{catalog, changes, nodes, orders, stock, users};
@@ -34,9 +38,16 @@ pub fn apply_batch(
     batch: &[pb::Change],
 ) -> Result<Applied> {
     let row = nodes::get(conn, node.as_str())?.ok_or(HubError::NotFound("node"))?;
+    if row.decommissioned_at.is_some() {
+        // The hub writes a decommissioned node's cells now: none of the node's may land.
+        return Err(HubError::Precondition(format!(
+            "node {node} is decommissioned"
+        )));
+    }
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
     let mut handed_back = BTreeSet::new();
+    let mut sold = false;
     // Stock cells only grow and merge by max, so a batch's cells can be folded in memory first:
     // one upsert per cell instead of one per delta (a busy node's batch is many deltas of a few
     // cells).
@@ -72,7 +83,10 @@ pub fn apply_batch(
             continue;
         }
         match &entry.key {
-            EntryKey::Dec(_) => stock::record_sale(conn, &product, node.as_str(), grew)?,
+            EntryKey::Dec(_) => {
+                stock::record_sale(conn, &product, node.as_str(), grew)?;
+                sold = true;
+            }
             EntryKey::Xfer { to, .. } if *to == ActorId::hub() => {
                 handed_back.insert(product.clone());
             }
@@ -82,6 +96,10 @@ pub fn apply_batch(
     }
     for product in &handed_back {
         allocate(conn, clock, product)?;
+    }
+    if sold {
+        // On write, where the rows come from: an index range delete, nothing when none aged out.
+        prune_sales(conn)?;
     }
     nodes::set_node_cursor(conn, node.as_str(), cursor)?;
     Ok(Applied { cursor, touched })
@@ -209,17 +227,7 @@ pub fn set_policy(conn: &Connection, p: Policy) -> Result<()> {
 pub fn allocate(conn: &Connection, clock: &Clock, product_id: &str) -> Result<()> {
     let hub = ActorId::hub();
     let mut counter = stock::load(conn, product_id)?;
-    let node_ids: Vec<ActorId> = nodes::ids(conn)?
-        .iter()
-        .filter_map(|n| ActorId::parse(n).ok())
-        .collect();
-    let since = crate::store::now_ms() - SALES_WINDOW_MS;
-    let sales: Vec<(ActorId, i64)> = stock::recent_sales(conn, product_id, since)?
-        .into_iter()
-        .filter_map(|(n, q)| ActorId::parse(&n).ok().map(|a| (a, q)))
-        .collect();
-    let plan = allocation::plan(policy(conn)?, &counter, &hub, &node_ids, &sales);
-    for (node, quantity) in plan {
+    for (node, quantity) in plan_for(conn, &counter, product_id)? {
         let entry = counter
             .transfer(&hub, &node, quantity)
             .map_err(|e| HubError::Internal(format!("allocation: {e}")))?;
@@ -234,6 +242,36 @@ pub fn allocate(conn: &Connection, clock: &Clock, product_id: &str) -> Result<()
         tracing::debug!(product_id, node = %node, quantity, "allocated");
     }
     Ok(())
+}
+
+/// What the policy would hand out of the hub's spare rights of a product now.
+fn plan_for(
+    conn: &Connection,
+    counter: &edgecart_proto::stock::BoundedCounter,
+    product_id: &str,
+) -> Result<Vec<(ActorId, u64)>> {
+    let node_ids: Vec<ActorId> = nodes::ids(conn)?
+        .iter()
+        .filter_map(|n| ActorId::parse(n).ok())
+        .collect();
+    let since = crate::store::now_ms() - SALES_WINDOW_MS;
+    let sales: Vec<(ActorId, i64)> = stock::recent_sales(conn, product_id, since)?
+        .into_iter()
+        .filter_map(|(n, q)| ActorId::parse(&n).ok().map(|a| (a, q)))
+        .collect();
+    Ok(allocation::plan(
+        policy(conn)?,
+        counter,
+        &ActorId::hub(),
+        &node_ids,
+        &sales,
+    ))
+}
+
+/// Deletes the sales the policy no longer reads (older than its window): the table stays as
+/// small as the last window's sales, whatever the hub's age.
+pub fn prune_sales(conn: &Connection) -> Result<usize> {
+    stock::prune_sales(conn, crate::store::now_ms() - SALES_WINDOW_MS)
 }
 
 /// Units delivered to the central warehouse: `inc[hub] += quantity`, then allocated.
@@ -273,6 +311,11 @@ pub fn top_up(
     product_id: &str,
     quantity: u64,
 ) -> Result<(u64, Option<pb::Change>)> {
+    if nodes::is_decommissioned(conn, node.as_str())? {
+        return Err(HubError::Precondition(format!(
+            "node {node} is decommissioned"
+        )));
+    }
     let hub = ActorId::hub();
     let mut counter = stock::load(conn, product_id)?;
     let grant = quantity.min(counter.rights(&hub).max(0) as u64);
@@ -343,63 +386,15 @@ fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Ch
     })
 }
 
-/// Everything a node needs to start from nothing (or to recover after a restore): accounts,
-/// catalog, and for every product the node's own cells, the transfers into it, and the other
-/// actors' net stock. All entries carry sequence `seq`.
-pub fn snapshot(
-    conn: &Connection,
-    clock: &Clock,
-    node: &ActorId,
-    seq: i64,
-) -> Result<Vec<pb::Change>> {
-    let mut out: Vec<pb::Change> = users::snapshot(conn)?
-        .into_iter()
-        .chain(catalog::snapshot(conn)?)
-        .map(|(entity, entity_id, version, payload_json)| pb::Change {
-            seq,
-            entity,
-            entity_id,
-            version,
-            payload_json,
-        })
-        .collect();
-    let version = clock.now().to_string();
-    for product in stock::products(conn)? {
-        let counter = stock::load(conn, &product)?;
-        for entry in counter.entries() {
-            let mine = match &entry.key {
-                EntryKey::Inc(a) | EntryKey::Dec(a) => a == node,
-                EntryKey::Xfer { from, to } => from == node || to == node,
-            };
-            if mine {
-                out.push(pb::Change {
-                    seq,
-                    ..stock_change(&product, &entry, &version)?
-                });
-            }
-        }
-        out.push(pb::Change {
-            seq,
-            entity: entity::STOCK_OTHERS.to_string(),
-            entity_id: product.clone(),
-            version: version.clone(),
-            payload_json: serde_json::to_string(&edgecart_proto::sync::StockOthersPayload {
-                product_id: product.clone(),
-                others_net: stock::others_net(&counter, node),
-            })?,
-        });
-    }
-    Ok(out)
-}
-
 /// Outcome of a node's Hello.
 pub struct Session {
     /// Where the node resumes sending.
     pub node_cursor: i64,
     /// The node's state is older than what the hub acknowledged (restored from a backup).
     pub resync: bool,
-    /// Sent first, before the change log (empty unless new-after-compaction or resync).
-    pub snapshot: Vec<pb::Change>,
+    /// Sent first, page by page, before the change log (only for a node new after compaction,
+    /// or behind its log position, or restored).
+    pub snapshot: Option<Snapshot>,
     /// The hub log position the node's stream continues from.
     pub hub_cursor: i64,
 }
@@ -426,27 +421,10 @@ pub fn hello(
     let hub_cursor = hello.hub_cursor.max(0);
     nodes::set_hub_cursor(conn, node.as_str(), hub_cursor)?;
     let floor = changes::floor(conn)?;
-    let mut snapshot = if resync || hub_cursor < floor {
-        snapshot(conn, clock, node, hub_cursor)?
-    } else {
-        Vec::new()
-    };
-    if resync {
-        // Its own orders and payments, as it last reported them: the copy it was restored
-        // from may predate some of them.
-        let own = orders::own_records(conn, node.as_str())?;
-        tracing::info!(node = %node, records = own.len(), "sending a restored node its own orders and payments");
-        snapshot.extend(
-            own.into_iter()
-                .map(|(entity, entity_id, version, payload_json)| pb::Change {
-                    seq: hub_cursor,
-                    entity,
-                    entity_id,
-                    version,
-                    payload_json,
-                }),
-        );
-    }
+    // Read later, page by page, by the stream's sender. A restored node also gets its own
+    // orders and payments as it last reported them: its copy may predate some of them.
+    let snapshot =
+        (resync || hub_cursor < floor).then(|| Snapshot::new(node.clone(), hub_cursor, resync));
     if is_new {
         tracing::info!(node = %node, "new node: allocating its floor of every product");
         let me = [node.to_string()];
@@ -616,6 +594,87 @@ mod tests {
         assert_eq!(counts(&db, &node).await, expected);
         apply(&db, &node, &changes).await.unwrap();
         assert_eq!(counts(&db, &node).await, expected);
+    }
+
+    #[tokio::test]
+    async fn sales_older_than_the_window_are_pruned_and_the_allocation_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("hub.db")).unwrap();
+        let (a, b) = (
+            ActorId::parse("store-a").unwrap(),
+            ActorId::parse("store-b").unwrap(),
+        );
+        let (na, nb) = (a.clone(), b.clone());
+        db.write(move |tx| {
+            for n in [&na, &nb] {
+                nodes::hello(tx, n.as_str(), "t", 1, 0)?;
+            }
+            let delivery = Entry {
+                key: EntryKey::Inc(ActorId::hub()),
+                value: 100,
+            };
+            stock::merge_cell(tx, "p1", &delivery)?;
+            let now = crate::store::now_ms();
+            // Outside the window: big sales that would turn the shares around if they counted.
+            // Inside: store-a sold three times what store-b did.
+            for (node, age, quantity) in [
+                ("store-b", 2 * SALES_WINDOW_MS, 500),
+                ("store-a", SALES_WINDOW_MS + 60_000, 200),
+                ("store-a", 60_000, 30),
+                ("store-b", 1_000, 10),
+            ] {
+                tx.execute(
+                    "INSERT INTO sales (product_id, node_id, at, quantity) VALUES ('p1', ?1, ?2, ?3)",
+                    rusqlite::params![node, now - age, quantity],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let plan = || db.read(|c| plan_for(c, &stock::load(c, "p1")?, "p1"));
+        let sales = || {
+            db.read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*), coalesce(sum(quantity), 0) FROM sales",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )?)
+            })
+        };
+
+        let before = plan().await.unwrap();
+        // Default policy: floors of 5, 10 kept in reserve, 80 shared 3:1 by the recent sales.
+        assert_eq!(before, vec![(a.clone(), 5 + 60), (b.clone(), 5 + 20)]);
+        assert_eq!(db.write(|tx| prune_sales(tx)).await.unwrap(), 2);
+        assert_eq!(
+            sales().await.unwrap(),
+            (2, 40),
+            "only the window's sales are left"
+        );
+        assert_eq!(
+            plan().await.unwrap(),
+            before,
+            "the policy's answer is unchanged"
+        );
+
+        // Recording a sale prunes what aged out meanwhile.
+        db.write(|tx| {
+            tx.execute(
+                "INSERT INTO sales (product_id, node_id, at, quantity) VALUES ('p1', 'store-b', 0, 7)",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(sales().await.unwrap(), (3, 47));
+        apply(&db, &a, &batch(&a, 0)).await.unwrap();
+        assert_eq!(
+            sales().await.unwrap(),
+            (3, 43),
+            "the old row went, the batch's 3 sold units came"
+        );
     }
 
     fn hello_ok(tx: &Connection, clock: &Clock, node: &ActorId, hello: &pb::Hello) -> Result<()> {

@@ -73,12 +73,28 @@ impl Sync for SyncService {
                 PROTOCOL_VERSION
             )));
         }
-        let (clock, n, h) = (self.hub.clock.clone(), node.clone(), hello.clone());
-        let session = self
+        // A retired store keeps retrying with back-off: refuse it with a read, not a write (a
+        // commit wakes every stream). The write below checks again, in its transaction.
+        let n = node.to_string();
+        if self
             .hub
             .db
-            .write(move |tx| replication::hello(tx, &clock, &n, &h))
-            .await?;
+            .read(move |c| nodes::is_decommissioned(c, &n))
+            .await?
+        {
+            tracing::debug!(node = %node, "refused a decommissioned node");
+            return Err(decommissioned(&node));
+        }
+        let (clock, n, h) = (self.hub.clock.clone(), node.clone(), hello.clone());
+        let session = write_as_active(&self.hub, &node, move |tx| {
+            replication::hello(tx, &clock, &n, &h)
+        })
+        .await
+        .inspect_err(|s| {
+            if s.code() == tonic::Code::PermissionDenied {
+                tracing::warn!(node = %node, "refused a decommissioned node");
+            }
+        })?;
         let live = self.hub.connect(node.as_str());
         tracing::info!(node = %node, release = %hello.release, node_cursor = session.node_cursor,
             hub_cursor = session.hub_cursor, resync = session.resync, "node connected");
@@ -92,22 +108,22 @@ impl Sync for SyncService {
                 resync: session.resync,
             })))
             .await;
-        for chunk in session.snapshot.chunks(MAX_BATCH) {
-            let _ = out
-                .send(msg(hub_message::Msg::Changes(pb::ChangeBatch {
-                    changes: chunk.to_vec(),
-                })))
-                .await;
-        }
-        let sender = tokio::spawn(send_changes(
+        let mut sender = tokio::spawn(send_changes(
             self.hub.clone(),
             node.clone(),
+            session.snapshot,
             session.hub_cursor,
             out.clone(),
         ));
         let hub = self.hub.clone();
         tokio::spawn(async move {
-            if let Err(status) = receive(&hub, &node, inbound, &out).await {
+            let outcome = tokio::select! {
+                outcome = receive(&hub, &node, inbound, &out) => outcome,
+                // The writer ended the stream (with a status, e.g. the node was decommissioned,
+                // or because the node is gone): stop reading too, so the session ends.
+                _ = &mut sender => Ok(()),
+            };
+            if let Err(status) = outcome {
                 tracing::info!(node = %node, code = ?status.code(), error = %status.message(), "node stream ended");
                 // End the response with the status, so the node sees why (e.g. UNAVAILABLE while
                 // the hub's storage fails), reconnects with back-off and re-sends what was not
@@ -119,6 +135,33 @@ impl Sync for SyncService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The status a decommissioned node gets: it must not sync again under this id.
+fn decommissioned(node: &ActorId) -> Status {
+    Status::permission_denied(format!(
+        "node {node} was decommissioned: the hub accepts no more sync from it"
+    ))
+}
+
+/// Runs `f` in a write transaction unless `node` was decommissioned (PERMISSION_DENIED). The
+/// check is in the same transaction, so nothing a retired node sends lands after the hub took
+/// its stock cells over.
+async fn write_as_active<T, F>(hub: &Hub, node: &ActorId, f: F) -> Result<T, Status>
+where
+    F: FnOnce(&rusqlite::Transaction) -> crate::error::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let n = node.to_string();
+    hub.db
+        .write(move |tx| {
+            if nodes::is_decommissioned(tx, &n)? {
+                return Ok(None);
+            }
+            f(tx).map(Some)
+        })
+        .await?
+        .ok_or_else(|| decommissioned(node))
 }
 
 /// Applies what the node sends until the stream ends.
@@ -185,10 +228,10 @@ async fn receive_loop(
                 let (clock, n) = (hub.clock.clone(), node.clone());
                 // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
                 // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
-                let applied = hub
-                    .db
-                    .write(move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes))
-                    .await?;
+                let applied = write_as_active(hub, node, move |tx| {
+                    replication::apply_batch(tx, &clock, &n, &batch.changes)
+                })
+                .await?;
                 let cursor = applied.cursor;
                 hub.mark_dirty(applied.touched);
                 // Acknowledged only now that the transaction has committed.
@@ -235,10 +278,10 @@ async fn receive_loop(
                     .ok_or_else(|| Status::invalid_argument("top_up.quantity: must be positive"))?;
                 let (clock, n, product) = (hub.clock.clone(), node.clone(), req.product_id.clone());
                 // Granted only once committed; a failed write ends the stream like a failed batch.
-                let (granted, transfer) = hub
-                    .db
-                    .write(move |tx| replication::top_up(tx, &clock, &n, &product, quantity))
-                    .await?;
+                let (granted, transfer) = write_as_active(hub, node, move |tx| {
+                    replication::top_up(tx, &clock, &n, &product, quantity)
+                })
+                .await?;
                 tracing::info!(node = %node, product_id = %req.product_id, requested = quantity, granted, "top-up");
                 let reply = pb::TopUpResponse {
                     request_id: req.request_id,
@@ -295,23 +338,46 @@ pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Streams the hub's changes for `node` from `cursor`, waking on every committed write, with a
-/// heartbeat when idle.
+/// Sends `snapshot` (if any) page by page, then streams the hub's changes for `node` from
+/// `cursor`, waking on every committed write, with a heartbeat when idle (a restored node takes
+/// the first heartbeat as "the snapshot is all in").
 async fn send_changes(
     hub: Hub,
     node: ActorId,
+    snapshot: Option<replication::Snapshot>,
     mut cursor: i64,
     out: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
+    // Subscribed before the snapshot: a write during it wakes the log loop below.
     let mut generation = hub.db.subscribe();
+    if let Some(snapshot) = snapshot
+        && let Err(status) = send_snapshot(&hub, &node, snapshot, &out).await
+    {
+        if let Some(status) = status {
+            let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(status))).await;
+        }
+        return;
+    }
     loop {
         let n = node.to_string();
         let batch = match hub
             .db
-            .read(move |c| changes::for_node(c, &n, cursor, MAX_BATCH))
+            .read(move |c| {
+                // A primary-key lookup per read: how an open stream learns that its node was
+                // decommissioned (the decommissioning write wakes this loop).
+                if nodes::is_decommissioned(c, &n)? {
+                    return Ok(None);
+                }
+                changes::for_node(c, &n, cursor, MAX_BATCH).map(Some)
+            })
             .await
         {
-            Ok(b) => b,
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let _ =
+                    tokio::time::timeout(STATUS_SEND, out.send(Err(decommissioned(&node)))).await;
+                return;
+            }
             Err(e) => {
                 // End the stream rather than leave it open with nothing flowing to the node:
                 // it reconnects with back-off and resumes from its acknowledged cursor.
@@ -340,6 +406,51 @@ async fn send_changes(
                 if out.send(msg(hub_message::Msg::Heartbeat(hb))).await.is_err() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Sends the snapshot one page per read. Each page waits for room in the bounded channel before
+/// the next is read, so a slow node holds at most `OUTBOUND` pages in memory, and the database
+/// connection is held for one page at a time. `Err(None)`: the node is gone.
+async fn send_snapshot(
+    hub: &Hub,
+    node: &ActorId,
+    mut snapshot: replication::Snapshot,
+    out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
+) -> Result<(), Option<Status>> {
+    let mut pages = 0u64;
+    loop {
+        let clock = hub.clock.clone();
+        let (next, page) = hub
+            .db
+            .read(move |c| {
+                let page = snapshot.next_page(c, &clock)?;
+                Ok((snapshot, page))
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(node = %node, error = %e, "reading a snapshot page");
+                Some(Status::from(e))
+            })?;
+        snapshot = next;
+        let Some(page) = page else {
+            tracing::info!(node = %node, pages, "snapshot sent");
+            return Ok(());
+        };
+        pages += 1;
+        // A page is at most `MAX_BATCH` changes except for a product with unusual cells.
+        for chunk in page.chunks(MAX_BATCH) {
+            let batch = pb::ChangeBatch {
+                changes: chunk.to_vec(),
+            };
+            if out
+                .send(msg(hub_message::Msg::Changes(batch)))
+                .await
+                .is_err()
+            {
+                return Err(None);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `edgecart-admin`: call the hub's admin services from a shell.
 //!
 //!   edgecart-admin --hub http://127.0.0.1:50051 --token T nodes
+//!   edgecart-admin ... nodes decommission store-3 [--force]
 //!   edgecart-admin ... products
 //!   edgecart-admin ... create-product --name Tea --price 450 [--category ID]
 //!   edgecart-admin ... receive-stock PRODUCT_ID 100
@@ -34,7 +35,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Nodes with connection state and replication lag.
-    Nodes,
+    Nodes {
+        #[command(subcommand)]
+        action: Option<NodesCmd>,
+    },
     /// The catalog.
     Products,
     /// Categories.
@@ -67,6 +71,17 @@ enum Cmd {
     SetOrderStatus { order_id: String, status: String },
 }
 
+#[derive(Subcommand)]
+enum NodesCmd {
+    /// Retires a store for good: its stock rights go back to the hub, its syncs are refused.
+    Decommission {
+        node_id: String,
+        /// Even if the store has changes the hub has not applied yet (they are lost).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 #[derive(Clone)]
 struct Token(String);
 
@@ -97,28 +112,45 @@ async fn main() -> anyhow::Result<()> {
             token.clone(),
         )
     };
+    let node_admin =
+        || pb::node_admin_client::NodeAdminClient::with_interceptor(channel.clone(), token.clone());
     let orders = || {
         pb::order_admin_client::OrderAdminClient::with_interceptor(channel.clone(), token.clone())
     };
     match cli.command {
-        Cmd::Nodes => {
-            let nodes = pb::node_admin_client::NodeAdminClient::with_interceptor(
-                channel.clone(),
-                token.clone(),
-            )
-            .list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner()
-            .nodes;
+        Cmd::Nodes {
+            action: Some(NodesCmd::Decommission { node_id, force }),
+        } => {
+            let done = node_admin()
+                .decommission_node(pb::DecommissionNodeRequest { node_id, force })
+                .await?
+                .into_inner();
+            let node = done.node.unwrap_or_default();
+            println!(
+                "{} decommissioned at {} (unix ms); {} units of selling rights back at the hub",
+                node.node_id, node.decommissioned_at_unix_ms, done.rights_returned
+            );
+        }
+        Cmd::Nodes { action: None } => {
+            let nodes = node_admin()
+                .list_nodes(pb::ListNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
             println!(
                 "{:<20} {:<10} {:<8} {:>14} {:>12} last seen (unix ms)",
                 "node", "connected", "release", "pending (node)", "pending (hub)"
             );
             for n in nodes {
+                let state = if n.decommissioned_at_unix_ms > 0 {
+                    "retired".to_string()
+                } else {
+                    n.connected.to_string()
+                };
                 println!(
                     "{:<20} {:<10} {:<8} {:>14} {:>12} {}",
                     n.node_id,
-                    n.connected,
+                    state,
                     n.release,
                     n.pending_changes,
                     n.hub_changes_pending,

@@ -134,11 +134,18 @@ pub fn list_categories(conn: &Connection, after: &str, limit: i64) -> Result<Vec
 }
 
 /// Every category and product with its version, for a node's snapshot.
-pub fn snapshot(conn: &Connection) -> Result<Vec<(String, String, String, String)>> {
+/// One page of the categories after id `after`, as sync changes `(entity, id, version, payload)`.
+pub fn snapshot_categories(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, String, String, String)>> {
     let mut out = Vec::new();
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, description, created_at, version FROM categories")?;
-    let cats = stmt.query_map([], |r| {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, description, created_at, version FROM categories
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let cats = stmt.query_map(params![after, limit as i64], |r| {
         let c = CategoryPayload {
             id: r.get(0)?,
             name: r.get(1)?,
@@ -156,11 +163,23 @@ pub fn snapshot(conn: &Connection) -> Result<Vec<(String, String, String, String
             serde_json::to_string(&c)?,
         ));
     }
+    Ok(out)
+}
+
+/// One page of the products after id `after`, as sync changes `(entity, id, version, payload)`.
+pub fn snapshot_products(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, String, String, String)>> {
+    let mut out = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, description, price_amount, currency, category_id, status, created_at, updated_at, version
-         FROM products",
+         FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    let products = stmt.query_map([], |r| Ok((product_row(r)?, r.get::<_, String>(9)?)))?;
+    let products = stmt.query_map(params![after, limit as i64], |r| {
+        Ok((product_row(r)?, r.get::<_, String>(9)?))
+    })?;
     for row in products {
         let (p, v) = row?;
         out.push((

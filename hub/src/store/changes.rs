@@ -84,10 +84,14 @@ pub fn floor(conn: &Connection) -> Result<i64> {
     Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-/// Deletes the changes every known node has acknowledged (bounded growth).
+/// Deletes the changes every active node has acknowledged (bounded growth). A decommissioned
+/// node never reads the log again, so it holds nothing back.
 pub fn compact(conn: &Connection) -> Result<usize> {
-    let Some(min): Option<i64> =
-        conn.query_row("SELECT min(hub_cursor) FROM nodes", [], |r| r.get(0))?
+    let Some(min): Option<i64> = conn.query_row(
+        "SELECT min(hub_cursor) FROM nodes WHERE decommissioned_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?
     else {
         return Ok(0);
     };

@@ -13,10 +13,12 @@ pub struct NodeRow {
     pub release: String,
     pub protocol_version: u32,
     pub last_seen: i64,
+    /// When the node was decommissioned; `None` while it is active.
+    pub decommissioned_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "node_id, node_cursor, hub_cursor, node_last_seq, release, protocol_version, last_seen";
+const COLUMNS: &str = "node_id, node_cursor, hub_cursor, node_last_seq, release, protocol_version, \
+     last_seen, decommissioned_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
     Ok(NodeRow {
@@ -27,6 +29,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
         release: r.get(4)?,
         protocol_version: r.get(5)?,
         last_seen: r.get(6)?,
+        decommissioned_at: r.get(7)?,
     })
 }
 
@@ -45,8 +48,12 @@ pub fn list(conn: &Connection) -> Result<Vec<NodeRow>> {
     Ok(rows)
 }
 
+/// The active nodes: the ones that get allocations, stock figures and hand-back requests. A
+/// decommissioned node is in [`list`] but not here.
 pub fn ids(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT node_id FROM nodes ORDER BY node_id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT node_id FROM nodes WHERE decommissioned_at IS NULL ORDER BY node_id",
+    )?;
     let rows = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -102,4 +109,23 @@ pub fn seen(conn: &Connection, node: &str, last_seq: Option<i64>) -> Result<()> 
     )?
     .execute(params![node, super::now_ms(), last_seq])?;
     Ok(())
+}
+
+pub fn is_decommissioned(conn: &Connection, node: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT decommissioned_at IS NOT NULL FROM nodes WHERE node_id = ?1")?
+        .query_row([node], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Marks the node decommissioned at `at` (once: a second call keeps the first time). Returns
+/// true if it was active.
+pub fn decommission(conn: &Connection, node: &str, at: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE nodes SET decommissioned_at = ?2 WHERE node_id = ?1 AND decommissioned_at IS NULL",
+        )?
+        .execute(params![node, at])?;
+    Ok(n == 1)
 }

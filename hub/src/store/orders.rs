@@ -85,17 +85,24 @@ pub fn apply_payment(
     Ok(())
 }
 
-/// A node's own orders and payments as it last reported them, as sync changes
+/// One page of a node's own orders after id `after`, as it last reported them, as sync changes
 /// `(entity, id, version, payload)`: sent back to a node restored from an older copy of its
-/// database, orders first (a payment needs its order).
-pub fn own_records(conn: &Connection, node: &str) -> Result<Vec<(String, String, String, String)>> {
-    let mut out = Vec::new();
+/// database (orders before payments: a payment needs its order).
+pub fn own_orders(
+    conn: &Connection,
+    node: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, version FROM orders WHERE node_id = ?1 ORDER BY id"
+        "SELECT {COLUMNS}, version FROM orders WHERE node_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
     ))?;
     let orders = stmt
-        .query_map([node], |r| Ok((row(r)?, r.get::<_, String>(9)?)))?
+        .query_map(params![node, after, limit as i64], |r| {
+            Ok((row(r)?, r.get::<_, String>(9)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
     for (o, version) in orders {
         let id = o.id.clone();
         out.push((
@@ -105,11 +112,21 @@ pub fn own_records(conn: &Connection, node: &str) -> Result<Vec<(String, String,
             serde_json::to_string(&o)?,
         ));
     }
+    Ok(out)
+}
+
+/// One page of a node's own payments after id `after`, like [`own_orders`].
+pub fn own_payments(
+    conn: &Connection,
+    node: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, version, payload FROM payments WHERE node_id = ?1 ORDER BY id",
+        "SELECT id, version, payload FROM payments WHERE node_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
     let payments = stmt
-        .query_map([node], |r| {
+        .query_map(params![node, after, limit as i64], |r| {
             Ok((
                 edgecart_proto::sync::entity::PAYMENT.to_string(),
                 r.get::<_, String>(0)?,
@@ -118,6 +135,5 @@ pub fn own_records(conn: &Connection, node: &str) -> Result<Vec<(String, String,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    out.extend(payments);
-    Ok(out)
+    Ok(payments)
 }

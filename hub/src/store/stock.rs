@@ -113,6 +113,17 @@ pub fn send_cell(
     Ok(())
 }
 
+/// Up to `limit` product ids that have stock cells, after `after`, in order.
+pub fn products_page(conn: &Connection, after: &str, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT product_id FROM stock_entries WHERE product_id > ?1 ORDER BY product_id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Every product id that has stock cells.
 pub fn products(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt =
@@ -129,6 +140,13 @@ pub fn record_sale(conn: &Connection, product_id: &str, node: &str, quantity: u6
     )?
     .execute(params![product_id, node, super::now_ms(), quantity as i64])?;
     Ok(())
+}
+
+/// Deletes the sales recorded before `before_ms` (what [`recent_sales`] no longer reads).
+pub fn prune_sales(conn: &Connection, before_ms: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM sales WHERE at < ?1")?
+        .execute([before_ms])?)
 }
 
 /// Units each node sold of a product since `since_ms`.

@@ -69,11 +69,17 @@ pub fn apply(
 }
 
 /// Every account with its version, for a node's snapshot.
-pub fn snapshot(conn: &Connection) -> Result<Vec<(String, String, String, String)>> {
+/// One page of every account after id `after`, as sync changes `(entity, id, version, payload)`.
+pub fn snapshot(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version FROM users",
+        "SELECT id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version
+         FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(rusqlite::params![after, limit as i64], |r| {
         let u = UserPayload {
             id: r.get(0)?,
             email: r.get(1)?,

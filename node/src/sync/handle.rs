@@ -58,6 +58,12 @@ impl SyncHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(request_id.clone(), tx);
+        // Removes the waiter however this ends: answered, timed out, or cancelled (the HTTP
+        // client went away and the handler's future was dropped in the middle of the wait).
+        let _waiter = Waiter {
+            top_ups: &self.top_ups,
+            request_id: request_id.clone(),
+        };
         let message = pb::NodeMessage {
             msg: Some(node_message::Msg::TopUp(pb::TopUpRequest {
                 request_id: request_id.clone(),
@@ -96,6 +102,7 @@ impl SyncHandle {
     }
 }
 
+/// A top-up request's entry in the waiters' map, removed when dropped.
 struct Waiter<'a> {
     top_ups: &'a Mutex<HashMap<String, oneshot::Sender<i64>>>,
     request_id: String,
@@ -112,23 +119,47 @@ impl Drop for Waiter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]
     async fn a_cancelled_top_up_leaves_no_waiter_behind() {
-        let handle = SyncHandle::default();
+        let handle = Arc::new(SyncHandle::default());
         let (out, mut hub) = mpsc::channel(4);
         handle.set_connected(Some(out));
-        let mut asking = Box::pin(handle.top_up(Uuid::nil(), 3, Duration::from_secs(3600)));
-        // Poll until the request is on its way to the hub: the waiter is registered then.
-        let request = tokio::select! {
-            _ = &mut asking => panic!("no answer was given"),
-            m = hub.recv() => m.expect("the request reaches the hub"),
-        };
-        assert!(matches!(request.msg, Some(node_message::Msg::TopUp(_))));
+        let product = Uuid::now_v7();
+
+        // The request is sent and waits for an answer that never comes; the caller goes away.
+        let h = handle.clone();
+        let request =
+            tokio::spawn(async move { h.top_up(product, 3, Duration::from_secs(600)).await });
+        let sent = hub.recv().await.expect("the top-up reaches the hub");
+        assert!(matches!(sent.msg, Some(node_message::Msg::TopUp(_))));
         assert_eq!(handle.top_ups_waiting(), 1);
-        // The HTTP request is cancelled: its future is dropped before any answer.
-        drop(asking);
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            handle.top_ups_waiting(),
+            0,
+            "the cancelled request's waiter is gone"
+        );
+
+        // A timed-out one and an answered one leave nothing either.
+        assert_eq!(
+            handle.top_up(product, 3, Duration::from_millis(1)).await,
+            None
+        );
+        assert_eq!(handle.top_ups_waiting(), 0);
+        while hub.try_recv().is_ok() {} // the timed-out request's message
+        let h = handle.clone();
+        let request =
+            tokio::spawn(async move { h.top_up(product, 3, Duration::from_secs(600)).await });
+        let Some(node_message::Msg::TopUp(sent)) = hub.recv().await.unwrap().msg else {
+            panic!("expected a top-up request");
+        };
+        handle.top_up_done(&sent.request_id, 2);
+        assert_eq!(request.await.unwrap(), Some(2));
         assert_eq!(handle.top_ups_waiting(), 0);
     }
 }

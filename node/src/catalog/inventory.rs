@@ -347,3 +347,7 @@ fn save_entry(tx: &Tx, product_id: Uuid, entry: &Entry) -> Result<()> {
     .execute(params![product_id.to_string(), kind, actor, target, value])?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "inventory_tests.rs"]
+mod tests;

@@ -19,7 +19,7 @@ pub enum HubError {
     /// nothing of the operation was kept; the caller retries later.
     #[error("the hub's storage is failing: {0}")]
     Storage(String),
-    /// INTERNAL: logged, not returned in detail.
+    /// INTERNAL: logged, not returned in detail (nor is `Storage`'s).
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -79,6 +79,14 @@ impl From<serde_json::Error> for HubError {
     }
 }
 
+/// What a client is told when the hub's storage fails: no SQLite text, no path (the detail is
+/// in the hub's log).
+pub const STORAGE_UNAVAILABLE: &str = "storage unavailable: nothing was kept, retry later";
+/// What a client is told about any other internal failure.
+pub const INTERNAL: &str = "internal error";
+
+/// The one mapping to gRPC statuses. Storage and internal errors carry SQLite's text (and may
+/// name files); it is logged here, once, and the client gets a plain message.
 impl From<HubError> for Status {
     fn from(e: HubError) -> Status {
         match e {
@@ -88,15 +96,87 @@ impl From<HubError> for Status {
             HubError::NotFound(what) => Status::not_found(format!("{what} not found")),
             HubError::Precondition(msg) => Status::failed_precondition(msg),
             HubError::Storage(msg) => {
-                tracing::warn!(error = %msg, "the hub's storage is failing");
-                Status::unavailable(format!(
-                    "the hub's storage is failing ({msg}); nothing was kept, retry later"
-                ))
+                tracing::error!(error = %msg, "the hub's storage is failing");
+                Status::unavailable(STORAGE_UNAVAILABLE)
             }
             HubError::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");
-                Status::internal("internal error")
+                Status::internal(INTERNAL)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    /// Words and characters of SQLite's messages and of file paths.
+    fn assert_plain(status: &Status) {
+        let message = status.message().to_lowercase();
+        for leak in [
+            "sql", "disk", "database", "syntax", "file", "/", "\\", ".db",
+        ] {
+            assert!(!message.contains(leak), "{leak:?} leaked in {status:?}");
+        }
+    }
+
+    fn failure(e: rusqlite::Error) -> Status {
+        let text = e.to_string();
+        let status = Status::from(HubError::from(e));
+        assert_ne!(status.message(), text);
+        assert_plain(&status);
+        status
+    }
+
+    #[test]
+    fn storage_and_internal_errors_reach_clients_without_sqlite_text_or_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgecart-hub.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
+
+        // A full disk: SQLITE_FULL, "database or disk is full".
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap();
+        let full = conn
+            .execute("INSERT INTO t VALUES (zeroblob(1000000))", [])
+            .unwrap_err();
+        assert!(full.to_string().contains("full"), "{full}");
+        let status = failure(full);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), STORAGE_UNAVAILABLE);
+
+        // A read-only file.
+        conn.pragma_update(None, "query_only", true).unwrap();
+        let status = failure(conn.execute("DELETE FROM t", []).unwrap_err());
+        assert_eq!(status.code(), Code::Unavailable);
+
+        // A file that cannot be opened (the error names no path here, but the mapping must
+        // not depend on that).
+        let missing = dir.path().join("no-such-dir").join("x.db");
+        let open =
+            Connection::open_with_flags(&missing, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .unwrap_err();
+        assert_eq!(failure(open).code(), Code::Unavailable);
+
+        // A statement the hub got wrong: INTERNAL, the SQL not echoed.
+        let status = failure(conn.execute("SELEC v FROM t", []).unwrap_err());
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), INTERNAL);
+
+        // A storage error wrapped with a path by hand: still nothing of it reaches the client.
+        let status = Status::from(HubError::Storage(format!(
+            "{}: disk I/O error",
+            path.display()
+        )));
+        assert_plain(&status);
     }
 }

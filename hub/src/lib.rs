@@ -79,7 +79,18 @@ fn admin_only<S>(hub: &Hub, service: S) -> InterceptedService<S, AdminAuth> {
     InterceptedService::new(service, AdminAuth(hub.admin_token.clone()))
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves.
+/// How long a shutdown waits for open connections to finish after every Sync stream was told
+/// to end; then they are dropped (an orchestrator's grace period is typically 30 s: stay well
+/// inside it).
+const DRAIN: Duration = Duration::from_secs(3);
+/// How long a shutdown waits for the payment worker's current step (e.g. a provider call).
+const WORKER_STOP: Duration = Duration::from_secs(2);
+
+/// Serves the hub on `listener` until `shutdown` resolves, then stops within a few seconds
+/// whatever is connected: no new connections; every Sync stream ends with `UNAVAILABLE` "hub
+/// shutting down" (its node reconnects with back-off) after writing down the node's
+/// acknowledged cursor; the coalesced stock figures still pending are queued for the nodes;
+/// the payment worker stops between steps.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -114,6 +125,16 @@ pub async fn run(
         }
     };
     let stop_worker = tokio_util::sync::CancellationToken::new();
+    // Long-lived Sync streams never end by themselves: tonic's graceful shutdown would wait for
+    // them forever. The signal therefore also cancels this token, which ends them.
+    let stop_streams = tokio_util::sync::CancellationToken::new();
+    let signal = {
+        let stop_streams = stop_streams.clone();
+        async move {
+            shutdown.await;
+            stop_streams.cancel();
+        }
+    };
     let flusher = tokio::spawn(sync::flush_others(hub.clone(), stop_worker.clone()));
     let worker = tokio::spawn(payments::worker::run(
         hub.clone(),
@@ -121,7 +142,7 @@ pub async fn run(
         stop_worker.clone(),
     ));
     tracing::info!(%addr, "listening on grpc://{addr}");
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_stream_window_size(Some(1 << 20))
@@ -130,6 +151,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(pb::sync_server::SyncServer::new(sync::SyncService {
             hub: hub.clone(),
+            shutdown: stop_streams.clone(),
         }))
         .add_service(admin_only(
             &hub,
@@ -153,13 +175,49 @@ pub async fn run(
                 hub: hub.clone(),
             }),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // Boxed, not pinned on the stack: dropping it below must close the listener and the
+    // connections still open.
+    let mut server = Box::pin(server);
+    // A peer that stops reading (or an admin call stuck on a lock) must not hold the exit:
+    // past `DRAIN` the remaining connections are dropped with the server.
+    tokio::select! {
+        served = &mut server => served?,
+        _ = async { stop_streams.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!(after_ms = DRAIN.as_millis() as u64, "connections still open: closing them");
+        }
+    }
+    drop(server);
     stop_worker.cancel();
-    let _ = worker.await;
     let _ = flusher.await;
+    flush_pending_figures(&hub).await;
+    if tokio::time::timeout(WORKER_STOP, worker).await.is_err() {
+        // Its state is in the ledger: the next start resumes (a charge in flight is asked for
+        // again under the same idempotency key).
+        tracing::warn!("the payment worker did not stop in time; leaving it");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Queues for the nodes the global stock figures the flusher had not sent yet (they are only
+/// in memory). A failure is logged: the nodes then correct at the next change of the product.
+async fn flush_pending_figures(hub: &Hub) {
+    let products = hub.take_dirty();
+    if products.is_empty() {
+        return;
+    }
+    let (clock, count) = (hub.clock.clone(), products.len());
+    match hub
+        .db
+        .write(move |tx| replication::flush_others(tx, &clock, &products))
+        .await
+    {
+        Ok(()) => tracing::info!(products = count, "pending stock figures queued"),
+        Err(e) => {
+            tracing::warn!(error = %e, products = count, "could not queue the pending stock figures")
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -32,6 +32,9 @@ const STATUS_SEND: Duration = Duration::from_secs(5);
 
 pub struct SyncService {
     pub hub: Hub,
+    /// Cancelled when the hub shuts down: every stream then ends with `UNAVAILABLE`, even one
+    /// whose node never closes its side (the gRPC server's graceful shutdown waits for them).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 type HubStream = Pin<Box<dyn Stream<Item = Result<pb::HubMessage, Status>> + Send>>;
@@ -115,10 +118,10 @@ impl Sync for SyncService {
             session.hub_cursor,
             out.clone(),
         ));
-        let hub = self.hub.clone();
+        let (hub, shutdown) = (self.hub.clone(), self.shutdown.clone());
         tokio::spawn(async move {
             let outcome = tokio::select! {
-                outcome = receive(&hub, &node, inbound, &out) => outcome,
+                outcome = receive(&hub, &node, inbound, &out, &shutdown) => outcome,
                 // The writer ended the stream (with a status, e.g. the node was decommissioned,
                 // or because the node is gone): stop reading too, so the session ends.
                 _ = &mut sender => Ok(()),
@@ -170,9 +173,10 @@ async fn receive(
     node: &ActorId,
     mut inbound: Streaming<pb::NodeMessage>,
     out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), Status> {
     let mut acked: Option<i64> = None;
-    let outcome = receive_loop(hub, node, &mut inbound, out, &mut acked).await;
+    let outcome = receive_loop(hub, node, &mut inbound, out, &mut acked, shutdown).await;
     if let Some(seq) = acked {
         // Best effort: a stale cursor only delays compaction, and the node tells its real cursor
         // in its next Hello. Must not hide why the stream ended.
@@ -216,9 +220,15 @@ async fn receive_loop(
     inbound: &mut Streaming<pb::NodeMessage>,
     out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     acked: &mut Option<i64>,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), Status> {
     let mut last_persist = tokio::time::Instant::now();
-    while let Some(message) = inbound.next().await {
+    // Shutdown is checked only between messages: a batch or top-up being applied finishes and
+    // is answered first. The node takes UNAVAILABLE like any lost stream: reconnect, back-off.
+    while let Some(message) = tokio::select! {
+        m = inbound.next() => m,
+        _ = shutdown.cancelled() => return Err(Status::unavailable("hub shutting down")),
+    } {
         let Some(m) = message?.msg else { continue };
         match m {
             node_message::Msg::Changes(batch) => {

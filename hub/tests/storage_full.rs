@@ -25,7 +25,10 @@ async fn serve(hub: Hub) -> Channel {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(pb::sync_server::SyncServer::new(SyncService { hub }))
+            .add_service(pb::sync_server::SyncServer::new(SyncService {
+                hub,
+                shutdown: Default::default(),
+            }))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     for _ in 0..200 {

@@ -35,7 +35,7 @@ pub mod telemetry;
 pub mod time;
 pub mod users;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 
 use anyhow::Context;
 use edgecart_proto::hlc::Clock;
@@ -126,7 +126,15 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     Ok(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// How long a shutdown waits for in-flight requests (the request timeout is longer) before
+/// dropping them: a stop must stay well inside an orchestrator's grace period.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a shutdown waits for the webhook sender's current delivery.
+const WEBHOOKS_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops within a few seconds:
+/// no new connections, in-flight requests finish (for up to `DRAIN`), the sync stream closes
+/// (the hub resumes from the acknowledged cursors at the next start), the background tasks end.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -166,9 +174,28 @@ pub async fn run(
         (Some(_), None) => anyhow::bail!("--hub-url needs --hub-token"),
         _ => None,
     };
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    };
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    // Boxed, not pinned on the stack: dropping it below must close the listener and the
+    // connections still open.
+    let mut server = Box::pin(server);
+    // The sync stream stays up while requests drain: an order may be waiting for a top-up.
+    tokio::select! {
+        served = &mut server => served?,
+        _ = async { stopping.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!(after_ms = DRAIN.as_millis() as u64, "requests still in flight: dropping them");
+        }
+    }
+    drop(server);
     stop_sync.cancel();
     if let Some(task) = sync_task {
         let _ = task.await;
@@ -178,8 +205,11 @@ pub async fn run(
         let _ = task.await;
     }
     stop_webhooks.cancel();
-    if let Some(task) = webhook_task {
-        let _ = task.await;
+    if let Some(task) = webhook_task
+        && tokio::time::timeout(WEBHOOKS_STOP, task).await.is_err()
+    {
+        // Undelivered notifications stay in the outbox and go out at the next start.
+        tracing::warn!("the webhook sender did not stop in time; leaving it");
     }
     tracing::info!("stopped");
     Ok(())

@@ -121,6 +121,40 @@ impl Proc {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+    /// Sends `signal` (e.g. "-TERM") to the process with the `kill` executable.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {} failed", self.pid());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, for up to `within`. Returns the exit
+    /// status and how long the exit took, or `None` (the process then is SIGKILLed) if it was
+    /// still running after `within`. Blocks on the exit itself (in a thread), not a poll.
+    pub fn terminate(&mut self, within: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        self.signal("-TERM");
+        let pid = self.pid();
+        let child = &mut self.child;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel();
+            scope.spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            match rx.recv_timeout(within) {
+                Ok(status) => Some((status.expect("waiting for the process"), started.elapsed())),
+                Err(_) => {
+                    // Unblocks the waiting thread, so the scope can end.
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                    None
+                }
+            }
+        })
+    }
 }
 
 impl Drop for Proc {
@@ -233,6 +267,11 @@ impl TestHub {
 
     pub fn kill9(&mut self) {
         self.proc.kill9();
+    }
+
+    /// SIGTERM, then waits for the exit (see [`Proc::terminate`]).
+    pub fn terminate(&mut self, within: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        self.proc.terminate(within)
     }
 
     pub fn restart(&mut self) {
@@ -440,6 +479,11 @@ impl TestNode {
             .ok()
     }
 
+    /// SIGTERM, then waits for the exit (see [`Proc::terminate`]).
+    pub fn terminate(&mut self, within: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        self.proc.terminate(within)
+    }
+
     /// Kills the node (if running) and starts it again on the same port and data dir.
     pub fn restart(&mut self) {
         self.proc.kill9();
@@ -454,6 +498,35 @@ impl TestNode {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         *self = TestNode::start_on(&id, &dir, port, hub.as_deref(), &token, &extra);
     }
+}
+
+/// `edgecart-local` as a real process: a hub and `nodes` store nodes in one process, data in
+/// `dir`, every port chosen by the system. `proc.addr` is the hub's; [`local_node_addrs`] reads
+/// the nodes'.
+pub fn start_local(dir: &Path, nodes: u16) -> Proc {
+    let args: Vec<String> = [
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--nodes",
+        &nodes.to_string(),
+        "--first-port",
+        "0",
+        "--hub-port",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::spawn("edgecart-local", &args, "listening on grpc://")
+}
+
+/// The nodes' HTTP addresses `edgecart-local` logged so far.
+pub fn local_node_addrs(local: &Proc) -> Vec<SocketAddr> {
+    local
+        .log()
+        .lines()
+        .filter_map(|line| parse_addr(line, "listening on http://"))
+        .collect()
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `timeout` with `describe()`'s dump of

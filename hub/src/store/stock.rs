@@ -165,3 +165,7 @@ pub fn recent_sales(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+#[cfg(test)]
+#[path = "stock_tests.rs"]
+mod tests;

@@ -360,3 +360,7 @@ fn too_large() -> Error {
         format!("would take this product's stock count past {}", i64::MAX),
     )
 }
+
+#[cfg(test)]
+#[path = "inventory_tests.rs"]
+mod tests;

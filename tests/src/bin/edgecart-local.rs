@@ -1,5 +1,6 @@
 //! `edgecart-local`: a whole shop on one machine, in one terminal — a hub with the demo catalog
-//! and two store nodes syncing with it over real gRPC on loopback. Ctrl-C stops everything.
+//! and two store nodes syncing with it over real gRPC on loopback. Ctrl-C (or SIGTERM) stops
+//! everything within a few seconds and exits 0.
 //! Data lives under `./edgecart-local/` (delete it to start afresh).
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ struct Args {
     /// How many store nodes to start.
     #[arg(long, default_value_t = 2)]
     nodes: u16,
-    /// HTTP port of the first node; the others follow.
+    /// HTTP port of the first node; the others follow (0: any free port for each).
     #[arg(long, default_value_t = 8081)]
     first_port: u16,
     /// gRPC port of the hub.
@@ -65,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
             "--data-dir",
             &dir.to_string_lossy(),
             "--http-addr",
-            &format!("127.0.0.1:{}", args.first_port + i - 1),
+            &format!("127.0.0.1:{}", node_port(args.first_port, i)),
             "--hub-url",
             &hub_url,
             "--hub-token",
@@ -102,10 +103,24 @@ async fn main() -> anyhow::Result<()> {
 
     edgecart_node::shutdown_signal().await;
     stop.cancel();
-    for t in tasks {
-        if let Ok(Err(e)) = t.await {
-            eprintln!("error: {e:#}");
+    // Each part bounds its own stop; this bound is the last word, so the launcher never hangs.
+    let all = async {
+        for t in tasks {
+            if let Ok(Err(e)) = t.await {
+                eprintln!("error: {e:#}");
+            }
         }
+    };
+    if tokio::time::timeout(STOP_WITHIN, all).await.is_err() {
+        eprintln!("error: not stopped after {STOP_WITHIN:?}; exiting anyway");
+        std::process::exit(1);
     }
     Ok(())
+}
+
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The HTTP port of node `i` (from 1).
+fn node_port(first: u16, i: u16) -> u16 {
+    if first == 0 { 0 } else { first + i - 1 }
 }

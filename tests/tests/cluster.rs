@@ -53,6 +53,37 @@ struct Cluster {
     nodes: Vec<TestNode>,
 }
 
+impl Cluster {
+    /// Waits until every store is connected at the hub: the allocation of stock received after
+    /// that sees all of them (a store joining later gets its floor from the reserve).
+    async fn connected(&self) {
+        let nodes = pb::node_admin_client::NodeAdminClient::with_interceptor(
+            self.hub.channel().await,
+            AdminToken(ADMIN_TOKEN),
+        );
+        let want = self.nodes.len();
+        wait_until(
+            CONVERGE,
+            "every store connected at the hub",
+            || {
+                let mut nodes = nodes.clone();
+                async move {
+                    let listed = nodes.list_nodes(pb::ListNodesRequest {}).await.ok()?;
+                    let up = listed
+                        .into_inner()
+                        .nodes
+                        .iter()
+                        .filter(|n| n.connected)
+                        .count();
+                    (up == want).then_some(())
+                }
+            },
+            || async { self.hub.proc.log() },
+        )
+        .await;
+    }
+}
+
 fn cluster(n: usize) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(&dir.path().join("hub"));
@@ -80,6 +111,7 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
 
     // A product created at the hub appears at every node; stock received at the hub is
     // allocated to every node (floor 5 each, the rest by share, 10% kept in reserve).
+    c.connected().await;
     let product = c.hub.stocked_product("Hub tea", 700, 60).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     for node in &nodes {
@@ -219,6 +251,7 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
 async fn nodes_sell_within_their_rights_while_the_hub_is_down_and_converge_after() {
     let mut c = cluster(3);
     let client = Client::new();
+    c.connected().await;
     let product = c.hub.stocked_product("Scarce kettle", 4500, 30).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     let mut rights = Vec::new();
@@ -328,6 +361,7 @@ async fn hub_commands_reach_the_owning_node_and_short_nodes_get_top_ups() {
     let c = cluster(2);
     let client = Client::new();
     let (_, _, mut orders) = admin_clients(&c.hub).await;
+    c.connected().await;
     let product = c.hub.stocked_product("Teapot", 3000, 40).await;
     let nodes: Vec<&TestNode> = c.nodes.iter().collect();
     let (here, _) = wait_until(

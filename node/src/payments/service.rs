@@ -133,7 +133,7 @@ pub fn refund(
         } else {
             PaymentStatus::PartiallyRefunded
         };
-        store::set_status(tx, payment_id, status, now)?;
+        move_to(tx, &payment, status, now)?;
     }
     store::record_change(tx, payment_id, &st.clock.now())?;
     let payment = store::get(tx, payment_id)?.ok_or(Error::NotFound("payment"))?;
@@ -148,7 +148,7 @@ pub fn compensate(tx: &Tx, st: &Inner, order_id: Uuid) -> Result<()> {
     for p in store::by_order(tx, order_id)? {
         match p.status {
             PaymentStatus::Pending | PaymentStatus::AuthorizedOffline => {
-                store::set_status(tx, p.id, PaymentStatus::Voided, now)?;
+                move_to(tx, &p, PaymentStatus::Voided, now)?;
                 store::record_change(tx, p.id, &st.clock.now())?;
             }
             PaymentStatus::Captured | PaymentStatus::PartiallyRefunded => {
@@ -188,13 +188,13 @@ pub fn apply_outcome(
     let now = crate::time::now_ms();
     let outcome = match (o.status.as_str(), p.status) {
         ("captured", s) if s.is_awaiting_charge() => {
-            store::set_status(tx, id, PaymentStatus::Captured, now)?;
+            move_to(tx, &p, PaymentStatus::Captured, now)?;
             Outcome::Captured(p)
         }
         // The order was cancelled while the charge was in flight: the money was taken. The hub
         // refunds it in full and reports that refund, which settles this payment as refunded.
         ("captured", PaymentStatus::Voided) => {
-            store::set_status(tx, id, PaymentStatus::Captured, now)?;
+            move_to(tx, &p, PaymentStatus::Captured, now)?;
             Outcome::Unchanged
         }
         ("failed", s) if s.is_awaiting_charge() => {
@@ -248,6 +248,22 @@ pub fn apply_refund_outcome(
     } else {
         p.status
     };
-    store::set_status(tx, payment_id, next, now)?;
+    move_to(tx, &p, next, now)?;
     store::record_change(tx, payment_id, &st.clock.now())
+}
+
+/// Moves a payment along its status machine (`edgecart_proto::PaymentStatus::can_become`);
+/// staying where it is is no move. An illegal move is a bug here or a corrupt record, never
+/// written.
+fn move_to(tx: &Tx, p: &PaymentRow, to: PaymentStatus, now: i64) -> Result<()> {
+    if p.status == to {
+        return Ok(());
+    }
+    if !p.status.can_become(to) {
+        return Err(Error::Internal(format!(
+            "payment {} cannot go from {} to {to}",
+            p.id, p.status
+        )));
+    }
+    store::set_status(tx, p.id, to, now)
 }

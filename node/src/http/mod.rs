@@ -4,8 +4,10 @@
 
 pub mod extract;
 pub mod health;
+pub mod kiosk;
 pub mod money;
 pub mod page;
+pub mod status;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -63,6 +65,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(status::router())
         .merge(crate::users::routes::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::orders::routes::router())
@@ -77,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             ([(header::CONTENT_TYPE, "application/json")], openapi_json.clone())
         }),
     )
+    .merge(kiosk::router())
     .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response() })
     .layer(middleware::map_response(problem_for_plain_errors))
     .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -80,6 +80,20 @@ export async function request(method, path, { body, key, timeoutMs = 8000 } = {}
 export const get = (path, opts) => request('GET', path, opts);
 export const post = (path, body, opts = {}) => request('POST', path, { ...opts, body });
 
+/** Every item of a cursor-paginated list (at most `maxPages` pages of 100). */
+export async function getAll(path, maxPages = 50) {
+  const items = [];
+  let token = null;
+  for (let i = 0; i < maxPages; i++) {
+    const sep = path.includes('?') ? '&' : '?';
+    const page = await get(`${path}${sep}page_size=100${token ? `&page_token=${encodeURIComponent(token)}` : ''}`);
+    items.push(...page.items);
+    token = page.next_page_token;
+    if (!token) break;
+  }
+  return items;
+}
+
 /** Runs `fn` until the node answers: a request that could not reach it is retried (with the same
  *  idempotency key, so nothing happens twice) once it is back. */
 export async function whenReachable(fn, { attempts = 60, delayMs = 1000 } = {}) {

@@ -37,6 +37,7 @@ const ctx = {
     timers = [];
     ctx.onCartChange = null;
     ctx.onReconnect = null;
+    ctx.onStatusChange = null;
     app.screen = screen in screens ? screen : 'shop';
     render();
     document.getElementById('screen-title')?.focus();
@@ -63,6 +64,7 @@ const ctx = {
   },
   onCartChange: null,
   onReconnect: null,
+  onStatusChange: null,
 };
 
 function signOut() {
@@ -145,7 +147,8 @@ function renderBanners() {
   if (!app.reachable) {
     reconnecting.append(h('p', { class: 'big-text' }, t('reconnecting')), h('p', {}, t('reconnectingDetail')));
   }
-  document.getElementById('app').setAttribute('aria-hidden', String(!app.reachable));
+  // Inert: nothing behind the overlay can be focused or touched while the node is away.
+  document.getElementById('app').inert = !app.reachable;
 }
 
 function fmt(amount) {
@@ -172,7 +175,7 @@ async function pollStatus() {
     app.status = await get('/v1/status', { timeoutMs: 3000 });
     if (app.status.hub !== before) {
       renderBanners();
-      if (app.screen === 'checkout') render();
+      ctx.onStatusChange?.();
     }
   } catch {
     next = 1000;

@@ -1,7 +1,7 @@
 // The shopper's screens: catalog and cart, checkout (sign in or register inline, pay, place the
 // order), the confirmation and the order history.
 
-import { ApiError, Unreachable, get, newKey, post, whenReachable } from './api.js';
+import { ApiError, Unreachable, get, getAll, newKey, post, whenReachable } from './api.js';
 import { dateTime, money, t } from './i18n.js';
 import { announce, clear, field, h, uid } from './ui.js';
 
@@ -32,6 +32,8 @@ export function shopScreen(ctx) {
   ctx.onCartChange = () => renderCart(ctx, cart);
   loadCategories(ctx, cats, list);
   loadProducts(ctx, list);
+  // Whether units elsewhere in the chain can be sold here depends on the link.
+  ctx.onStatusChange = () => loadProducts(ctx, list);
   return h(
     'div',
     { class: 'shop' },
@@ -75,14 +77,14 @@ async function loadCategories(ctx, container, list) {
 
 export async function loadProducts(ctx, list) {
   const { app } = ctx;
-  const params = new URLSearchParams({ page_size: '100' });
+  const params = new URLSearchParams();
   if (app.query.trim()) params.set('q', app.query.trim());
   if (app.category) params.set('category', app.category);
   const asked = params.toString();
   list.dataset.query = asked;
-  let page;
+  let products;
   try {
-    page = await get(`/v1/products?${asked}`);
+    products = await getAll(asked ? `/v1/products?${asked}` : '/v1/products', 10);
   } catch (e) {
     if (!(e instanceof Unreachable)) ctx.showError(e);
     return;
@@ -90,8 +92,8 @@ export async function loadProducts(ctx, list) {
   if (list.dataset.query !== asked) return; // a newer search is under way
   clear(list);
   list.setAttribute('aria-busy', 'false');
-  if (!page.items.length) list.append(h('p', { class: 'empty' }, t('noProducts')));
-  for (const p of page.items) list.append(productCard(ctx, p));
+  if (!products.length) list.append(h('p', { class: 'empty' }, t('noProducts')));
+  for (const p of products) list.append(productCard(ctx, p));
 }
 
 export function stockText(stock) {
@@ -116,7 +118,9 @@ function productCard(ctx, p) {
         type: 'button',
         class: 'primary',
         'aria-describedby': nameId,
-        disabled: p.stock.available_here <= 0,
+        // Units elsewhere in the chain can still be sold here while the hub is reachable (the
+        // node asks it for more); offline, only this store's own units can.
+        disabled: !(p.stock.available_here > 0 || (ctx.app.status?.hub === 'connected' && p.stock.global > 0)),
         onclick: () => {
           const line = ctx.app.cart.get(p.id) || { product: p, quantity: 0 };
           line.product = p;
@@ -308,13 +312,19 @@ function drawPayment(ctx, root, errors) {
   const [tokenField, cardToken] = field(t('cardToken'), { type: 'text', name: 'card_token', autocomplete: 'off' });
   tokenField.hidden = true;
   const limits = h('p', { class: 'hint', id: 'offline-limits' });
-  const status = ctx.app.status;
-  if (status && status.hub === 'disconnected') {
-    limits.textContent = t('cardOfflineLimits', {
-      limit: money(status.offline_card_limit, status.currency),
-      total: money(status.offline_card_total, status.currency),
-    });
-  }
+  const showLimits = () => {
+    const status = ctx.app.status;
+    limits.textContent =
+      status && status.hub === 'disconnected'
+        ? t('cardOfflineLimits', {
+          limit: money(status.offline_card_limit, status.currency),
+          total: money(status.offline_card_total, status.currency),
+        })
+        : '';
+  };
+  showLimits();
+  // The link may go down (or come back) while the shopper is here: only the hint changes.
+  ctx.onStatusChange = showLimits;
   const methods = h(
     'fieldset',
     { class: 'methods' },
@@ -395,16 +405,25 @@ export function statusText(status) {
   return t(`status_${status}`);
 }
 
+/** The last 8 hex digits of an id: UUIDv7s made close together share their leading (time)
+ *  digits, the trailing ones are random. */
+export function shortId(id) {
+  return id.replace(/-/g, '').slice(-8);
+}
+
 function orderSummary(order, { heading = 'h2' } = {}) {
   const pay = order.payments[order.payments.length - 1];
   let note = null;
-  if (order.status === 'pending_payment' && pay?.method === 'card') {
+  if (pay?.method === 'card' && pay.status === 'failed') {
+    // The hub cancels an order whose card failed; say why.
+    note = t('cardFailed', { reason: pay.failure_reason || '' });
+  } else if (order.status === 'pending_payment' && pay?.method === 'card') {
     note = pay.status === 'authorized_offline' ? t('cardOffline') : t('cardPending');
   }
   return h(
     'article',
     { class: 'order', 'data-order-id': order.id },
-    h(heading, {}, t('orderNumber', { id: order.id.slice(0, 8) })),
+    h(heading, {}, t('orderNumber', { id: shortId(order.id) })),
     h('p', { class: 'placed' }, t('placedAt', { at: dateTime(order.created_at) })),
     h(
       'ul',
@@ -439,7 +458,8 @@ export function confirmationScreen(ctx) {
       clear(body);
       body.append(orderSummary(order));
       // A card waits for the hub: look again until it is decided.
-      if (order.status === 'pending_payment') ctx.later(load, 2000);
+      const pay = order.payments[order.payments.length - 1];
+      if (order.status === 'pending_payment' && pay?.status !== 'failed') ctx.later(load, 2000);
     } catch (e) {
       if (e instanceof Unreachable) ctx.later(load, 2000);
       else ctx.showError(e, body);
@@ -459,11 +479,12 @@ export function historyScreen(ctx) {
   const list = h('div', { class: 'history', 'aria-busy': 'true' }, t('loading'));
   (async () => {
     try {
-      const page = await get('/v1/orders?page_size=50');
+      // Newest first on screen (the API lists oldest first).
+      const orders = (await getAll('/v1/orders')).reverse();
       clear(list);
       list.setAttribute('aria-busy', 'false');
-      if (!page.items.length) list.append(h('p', { class: 'empty' }, t('historyEmpty')));
-      for (const o of page.items) list.append(orderSummary(o));
+      if (!orders.length) list.append(h('p', { class: 'empty' }, t('historyEmpty')));
+      for (const o of orders) list.append(orderSummary(o));
     } catch (e) {
       ctx.showError(e, list);
     }

@@ -1,9 +1,9 @@
 // The staff view: an admin signs in on the kiosk to receive stock, move today's orders along
 // (shipped, delivered), refund, and see how the store's sync with the hub is doing.
 
-import { Unreachable, get, newKey, post } from './api.js';
+import { Unreachable, get, getAll, newKey, post } from './api.js';
 import { dateTime, money, t } from './i18n.js';
-import { orderSummary, stockText } from './shop.js';
+import { orderSummary, shortId, stockText } from './shop.js';
 import { announce, clear, field, h, uid } from './ui.js';
 
 export function staffSignInScreen(ctx) {
@@ -96,9 +96,9 @@ async function loadSync(ctx, root, errors) {
 }
 
 async function loadStock(ctx, root, errors) {
-  let page;
+  let products;
   try {
-    page = await get('/v1/products?page_size=100');
+    products = await getAll('/v1/products');
   } catch (e) {
     if (!(e instanceof Unreachable)) ctx.showError(e, errors);
     return;
@@ -106,7 +106,7 @@ async function loadStock(ctx, root, errors) {
   clear(root);
   root.append(h('h2', { id: 'stock-title' }, t('receiveStock')));
   const list = h('ul', { class: 'stock-list' });
-  for (const p of page.items) {
+  for (const p of products) {
     const nameId = uid('s');
     const level = h('span', { class: 'stock' }, stockText(p.stock));
     const [qtyField, qty] = field(t('quantity'), {
@@ -153,16 +153,17 @@ function isToday(iso) {
 }
 
 async function loadOrders(ctx, root, errors) {
-  let page;
+  let orders;
   try {
-    page = await get('/v1/orders?page_size=100');
+    // Oldest first: today's are at the end.
+    orders = await getAll('/v1/orders');
   } catch (e) {
     if (!(e instanceof Unreachable)) ctx.showError(e, errors);
     return;
   }
   clear(root);
   root.append(h('h2', { id: 'orders-title' }, t('todaysOrders')));
-  const today = page.items.filter((o) => isToday(o.created_at));
+  const today = orders.filter((o) => isToday(o.created_at)).reverse();
   if (!today.length) root.append(h('p', { class: 'empty' }, t('noOrdersToday')));
   const act = (label, run) =>
     h(
@@ -203,7 +204,7 @@ async function loadOrders(ctx, root, errors) {
         );
       }
     }
-    card.append(h('p', { class: 'hint' }, `${t('customer')}: ${o.user_id.slice(0, 8)}`), actions);
+    card.append(h('p', { class: 'hint' }, `${t('customer')}: ${shortId(o.user_id)}`), actions);
     root.append(card);
   }
 }

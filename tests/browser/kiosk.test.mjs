@@ -65,6 +65,16 @@ async function checkoutAsNew(page, email, name) {
 
 async function placeCashOrder(page) {
   await page.getByLabel('Cash').check();
+  return placeOrder(page);
+}
+
+async function placeCardOrder(page, token) {
+  await page.getByLabel('Card', { exact: true }).check();
+  await page.getByLabel('Card token').fill(token);
+  return placeOrder(page);
+}
+
+async function placeOrder(page) {
   await page.getByRole('button', { name: 'Place order' }).click();
   const status = page.locator('.confirmation [data-status]');
   await status.waitFor();
@@ -80,17 +90,34 @@ const other = { email: `ben-${run}@kiosk.test` };
 
 try {
   await step('the first screen loads from the node in under a second and weighs under 400 KiB', async () => {
-    const start = Date.now();
-    await page.goto(BASE + '/');
+    // In the page's own clock, from the start of the navigation to the first product on screen,
+    // in fresh contexts (nothing cached). The median of three: the CPU here is shared.
+    const loads = [];
+    for (let i = 0; i < 3; i++) {
+      const fresh = i === 0 ? page : await kioskPage(browser, BASE);
+      await fresh.goto(BASE + '/');
+      const ms = await fresh.waitForFunction(
+        () => document.querySelector('article.product') && performance.now(), null, { polling: 'raf' },
+      ).then((h) => h.jsonValue());
+      const bytes = await fresh.evaluate(() =>
+        performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+          .reduce((n, e) => n + (e.transferSize || e.encodedBodySize || 0), 0));
+      loads.push({ ms: Math.round(ms), bytes });
+      assert.deepEqual(fresh.external, []);
+      if (fresh !== page) await fresh.context().close();
+    }
+    const median = loads.map((l) => l.ms).sort((a, b) => a - b)[1];
+    console.log(`# first screen: ${loads.map((l) => `${l.ms} ms`).join(', ')} (median ${median} ms), ${loads[0].bytes} bytes`);
+    assert.ok(median < 1000, `${median} ms`);
+    assert.ok(loads[0].bytes < 400 * 1024, `${loads[0].bytes} bytes`);
     await product(page, 'Paper lantern').waitFor();
-    const ms = Date.now() - start;
-    const bytes = await page.evaluate(() =>
-      performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
-        .reduce((n, e) => n + (e.transferSize || e.encodedBodySize || 0), 0));
-    console.log(`# first screen: ${ms} ms, ${bytes} bytes`);
-    assert.ok(ms < 1000, `${ms} ms`);
-    assert.ok(bytes < 400 * 1024, `${bytes} bytes`);
     await assert.doesNotReject(product(page, 'Beeswax candle').getByText('40 here').waitFor());
+    // The stock line of a product out of stock here (the store's own module, in the page).
+    const lines = await page.evaluate(async () => {
+      const { stockText } = await import('/kiosk/shop.js');
+      return [{ available_here: 3, global: 9 }, { available_here: 0, global: 7 }, { available_here: 0, global: 0 }].map(stockText);
+    });
+    assert.deepEqual(lines, ['3 here', 'out of stock here — 7 in the chain', 'out of stock']);
     await shot(page, 'catalog-en');
     await axe(page, 'catalog');
     await touchTargets(page, 'catalog');
@@ -156,6 +183,7 @@ try {
     await checkoutAsNew(page, other.email, 'Ben');
     const { id, status } = await placeCashOrder(page);
     assert.equal(await status.textContent(), 'Paid');
+    other.orderId = id;
     await page.getByRole('button', { name: 'My orders' }).click();
     await page.locator(`.history [data-order-id="${id}"]`).waitFor();
     assert.equal(await page.locator('.history article').count(), 1);
@@ -164,6 +192,25 @@ try {
     assert.equal((await api(BASE, 'GET', `/v1/orders/${shopper.orderId}`, { token: other.token })).status, 404);
     const theirs = await apiOk(BASE, 'GET', '/v1/orders', { token: other.token });
     assert.deepEqual(theirs.items.map((o) => o.id), [id]);
+  });
+
+  await step('a card payment is pending until the hub has charged it, then Paid', async () => {
+    await page.getByRole('button', { name: 'Back to shop' }).click();
+    await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).click();
+    await page.getByRole('button', { name: 'Checkout', exact: true }).click();
+    // The hub's simulated provider charges `tok_visa`.
+    const { id } = await placeCardOrder(page, 'tok_visa');
+    await page.locator('.confirmation [data-status="paid"]').waitFor({ timeout: 30000 });
+    const order = await apiOk(BASE, 'GET', `/v1/orders/${id}`, { token: other.token });
+    assert.equal(order.status, 'paid');
+    assert.deepEqual(order.payments.map((p) => [p.method, p.status]), [['card', 'captured']]);
+    // A declined card says so (and the screen stops waiting for it).
+    await page.getByRole('button', { name: 'Continue shopping' }).click();
+    await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).click();
+    await page.getByRole('button', { name: 'Checkout', exact: true }).click();
+    await placeCardOrder(page, 'tok_decline');
+    await page.getByText('The card payment failed').waitFor({ timeout: 30000 });
+    await page.getByRole('button', { name: 'My orders' }).click();
   });
 
   await step('with the hub stopped the Offline banner shows the card limits, and a cash sale still succeeds', async () => {
@@ -181,7 +228,20 @@ try {
     const { id, status: shown } = await placeCashOrder(page);
     assert.equal(await shown.textContent(), 'Paid');
     assert.equal((await apiOk(BASE, 'GET', `/v1/orders/${id}`, { token: other.token })).status, 'paid');
+    // A card within the offline limits is accepted, to be charged when the link is back.
+    await page.getByRole('button', { name: 'Continue shopping' }).click();
+    await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).click();
+    await page.getByRole('button', { name: 'Checkout', exact: true }).click();
+    await page.getByText('Card payments: up to $100.00 each').first().waitFor();
+    const card = await placeCardOrder(page, 'tok_visa');
+    await page.getByText('Card accepted offline').waitFor();
+    assert.equal(await card.status.textContent(), 'Pending payment');
+    const offline = await apiOk(BASE, 'GET', `/v1/orders/${card.id}`, { token: other.token });
+    assert.equal(offline.payments[0].status, 'authorized_offline');
+    await shot(page, 'offline-card-en');
     await control('start-hub');
+    // Charged once the link is back: the open confirmation follows it to Paid.
+    await page.locator('.confirmation [data-status="paid"]').waitFor({ timeout: 60000 });
     await banner.waitFor({ state: 'hidden', timeout: 60000 });
   });
 
@@ -222,6 +282,12 @@ try {
     await card.getByRole('button', { name: 'Mark delivered' }).click();
     await card.locator('[data-status="delivered"]').waitFor();
     assert.equal((await apiOk(BASE, 'GET', `/v1/orders/${shopper.orderId}`, { token: admin })).status, 'delivered');
+    await page.locator(`.today [data-order-id="${other.orderId}"]`).getByRole('button', { name: 'Refund $4.50' }).click();
+    await eventually('the refund to show in the API', async () => {
+      const order = await apiOk(BASE, 'GET', `/v1/orders/${other.orderId}`, { token: admin });
+      return order.payments[0].status === 'refunded' && order.payments[0].refunded.amount === 450;
+    });
+    await page.locator(`.today [data-order-id="${other.orderId}"]`).getByRole('button', { name: /^Refund/ }).waitFor({ state: 'detached' });
     await shot(page, 'staff-en');
     await axe(page, 'staff view');
     await touchTargets(page, 'staff view');

@@ -207,7 +207,7 @@ export function renderCart(ctx, root, { readOnly = false } = {}) {
     h(
       'p',
       { class: 'total' },
-      h('span', {}, `${t('total')} (${t('items', { n: total.count })})`),
+      h('span', {}, `${t('total')} (${t(total.count === 1 ? 'item' : 'items', { n: total.count })})`),
       h('strong', {}, money(total.amount, total.currency)),
     ),
   );

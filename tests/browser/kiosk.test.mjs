@@ -111,6 +111,12 @@ try {
     assert.ok(median < 1000, `${median} ms`);
     assert.ok(loads[0].bytes < 400 * 1024, `${loads[0].bytes} bytes`);
     await product(page, 'Paper lantern').waitFor();
+    // The public status (no token): connected, with the node's defaults.
+    await eventually('the store to report its hub link up', async () => (await apiOk(BASE, 'GET', '/v1/status')).hub === 'connected');
+    assert.deepEqual(await apiOk(BASE, 'GET', '/v1/status'), {
+      hub: 'connected', offline_card_limit: 10000, offline_card_total: 50000, currency: 'USD', kiosk_idle_secs: 120,
+    });
+    assert.equal(await page.locator('#offline').isVisible(), false);
     await assert.doesNotReject(product(page, 'Beeswax candle').getByText('40 here').waitFor());
     // The stock line of a product out of stock here (the store's own module, in the page).
     const lines = await page.evaluate(async () => {
@@ -118,6 +124,12 @@ try {
       return [{ available_here: 3, global: 9 }, { available_here: 0, global: 7 }, { available_here: 0, global: 0 }].map(stockText);
     });
     assert.deepEqual(lines, ['3 here', 'out of stock here — 7 in the chain', 'out of stock']);
+    // Every string exists in both languages.
+    const [en, ja] = await page.evaluate(async () => {
+      const { LANGS } = await import('/kiosk/i18n.js');
+      return [Object.keys(LANGS.en).sort(), Object.keys(LANGS.ja).sort()];
+    });
+    assert.deepEqual(ja, en);
     await shot(page, 'catalog-en');
     await axe(page, 'catalog');
     await touchTargets(page, 'catalog');
@@ -194,7 +206,7 @@ try {
     assert.deepEqual(theirs.items.map((o) => o.id), [id]);
   });
 
-  await step('a card payment is pending until the hub has charged it, then Paid', async () => {
+  await step('a card payment is charged by the hub and the open confirmation follows it to Paid; a declined card says so', async () => {
     await page.getByRole('button', { name: 'Back to shop' }).click();
     await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).click();
     await page.getByRole('button', { name: 'Checkout', exact: true }).click();
@@ -356,6 +368,9 @@ try {
   });
 
   await step(`idle sign-out after --kiosk-idle-secs=${IDLE_SECS}: shopper signed out, cart cleared, start screen, no token in storage`, async () => {
+    assert.deepEqual(await apiOk(IDLE_BASE, 'GET', '/v1/status'), {
+      hub: 'standalone', offline_card_limit: 10000, offline_card_total: 50000, currency: 'JPY', kiosk_idle_secs: IDLE_SECS,
+    });
     const kiosk = await kioskPage(browser, IDLE_BASE);
     await kiosk.goto(IDLE_BASE + '/');
     // JPY has no minor units: 1200 is ¥1,200.

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::error::Problem;
-use crate::state::AppState;
 
 /// One embedded file: its name under `/kiosk/`, media type and bytes.
 struct Asset {
@@ -51,7 +50,8 @@ static ASSETS: &[Asset] = &[
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn router() -> Router<AppState> {
+/// Stateless: served the same whatever the state (generic so tests need no database).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|headers: HeaderMap| async move { serve("index.html", &headers) }))
         .route(
@@ -121,6 +121,49 @@ fn etags() -> &'static [HeaderValue] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(path: &str, etag: Option<&str>) -> Response {
+        let mut req = Request::get(path);
+        if let Some(tag) = etag {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        router::<()>()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_app_is_served_from_the_binary_with_its_policy_and_etag() {
+        let index = get("/", None).await;
+        assert_eq!(index.status(), StatusCode::OK);
+        assert_eq!(
+            index.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(
+            index.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'")
+        );
+        let etag = index.headers()[header::ETAG].to_str().unwrap().to_string();
+        let again = get("/", Some(&etag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+        let js = get("/kiosk/app.js", None).await;
+        assert_eq!(js.status(), StatusCode::OK);
+        assert_eq!(js.headers()[header::CONTENT_TYPE], JS);
+        assert_ne!(js.headers()[header::ETAG].to_str().unwrap(), etag);
+
+        for missing in ["/kiosk/nope.js", "/kiosk/..%2fCargo.toml", "/kiosk/"] {
+            let r = get(missing, None).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{missing}");
+        }
+    }
 
     #[test]
     fn the_app_is_small_and_names_no_other_origin() {

@@ -219,6 +219,7 @@ export function renderCart(ctx, root, { readOnly = false } = {}) {
 // ---- checkout ------------------------------------------------------------------------------
 
 export function checkoutScreen(ctx) {
+  // Said where the shopper is looking: under the form that failed.
   const errors = h('div', { class: 'errors', role: 'alert', id: 'checkout-errors' });
   const summary = h('section', { class: 'summary', 'aria-labelledby': 'summary-title' });
   renderCart(ctx, summary, { readOnly: true });
@@ -227,6 +228,7 @@ export function checkoutScreen(ctx) {
   const draw = () => {
     drawAccount(ctx, account, errors, draw);
     drawPayment(ctx, payment, errors);
+    (ctx.app.user ? payment : account).querySelector('form')?.append(errors);
   };
   draw();
   return h(
@@ -237,7 +239,6 @@ export function checkoutScreen(ctx) {
     summary,
     account,
     payment,
-    errors,
   );
 }
 
@@ -328,7 +329,7 @@ function drawPayment(ctx, root, errors) {
   const methods = h(
     'fieldset',
     { class: 'methods' },
-    h('legend', {}, t('payment')),
+    h('legend', {}, t('payBy')),
     radio('cash', t('cash'), true),
     radio('card', t('card'), false),
   );
@@ -377,6 +378,7 @@ function drawPayment(ctx, root, errors) {
           } else {
             ctx.showError(err, errors);
           }
+          errors.scrollIntoView({ block: 'center' });
         }
       },
     },

@@ -148,6 +148,7 @@ try {
     await assert.doesNotReject(page.locator('.cart').getByLabel('Quantity').waitFor());
     assert.equal(await page.locator('.cart').getByLabel('Quantity').inputValue(), '1');
     await checkoutAsNew(page, shopper.email, 'Ann');
+    assert.equal(await page.getByLabel('Card token').isVisible(), false, 'a card token asked for a cash sale');
     await shot(page, 'checkout-en');
     await axe(page, 'checkout');
     await touchTargets(page, 'checkout');

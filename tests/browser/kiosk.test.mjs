@@ -235,6 +235,12 @@ try {
     assert.match(await banner.textContent(), /Card payments: up to \$100\.00 each, \$500\.00 in total/);
     await shot(page, 'offline-en');
     await axe(page, 'offline banner');
+    const ja = await kioskPage(browser, BASE, { locale: 'ja-JP' });
+    await ja.goto(BASE + '/');
+    await ja.locator('#offline').getByText('オフライン', { exact: true }).waitFor({ timeout: 15000 });
+    await shot(ja, 'offline-ja');
+    await axe(ja, 'offline banner (ja)');
+    await ja.context().close();
     await page.getByRole('button', { name: 'Back to shop' }).click();
     await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).click();
     await page.getByRole('button', { name: 'Checkout', exact: true }).click();
@@ -261,12 +267,19 @@ try {
   await step('the node is killed and restarted under the open page: Reconnecting…, then it recovers without a reload', async () => {
     await page.getByRole('button', { name: 'Continue shopping' }).click();
     await page.evaluate(() => { window.sameDocument = true; });
+    const ja = await kioskPage(browser, BASE, { locale: 'ja-JP' });
+    await ja.goto(BASE + '/');
+    await product(ja, 'Paper lantern').waitFor();
     await control('kill-node');
     const overlay = page.locator('#reconnecting');
     await overlay.getByText('Reconnecting…').waitFor({ timeout: 15000 });
     await shot(page, 'reconnecting-en');
+    await ja.locator('#reconnecting').getByText('再接続中…').waitFor({ timeout: 15000 });
+    await shot(ja, 'reconnecting-ja');
     await control('start-node');
     await overlay.waitFor({ state: 'hidden', timeout: 30000 });
+    await ja.locator('#reconnecting').waitFor({ state: 'hidden', timeout: 30000 });
+    await ja.context().close();
     await product(page, 'Beeswax candle').getByRole('button', { name: 'Add to cart' }).waitFor();
     assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
     // Still signed in (the token is in memory, and the node still accepts it).

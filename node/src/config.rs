@@ -75,6 +75,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub changelog_compact_secs: u64,
 
+    /// The kiosk app at `/` signs its shopper out, clears the cart and returns to the start
+    /// screen after this many seconds without a touch (a shared screen forgets its shopper).
+    #[arg(long, env = "EDGECART_KIOSK_IDLE_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub kiosk_idle_secs: u64,
+
     /// The store's currency (ISO 4217); every price and order is in it.
     #[arg(long, env = "EDGECART_CURRENCY", default_value = "USD")]
     pub currency: String,

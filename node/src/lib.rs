@@ -116,6 +116,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         offline_card_limit: config.offline_card_limit,
         offline_card_total: config.offline_card_total,
         hub_configured: config.hub_url.is_some(),
+        kiosk_idle_secs: config.kiosk_idle_secs,
         idempotency: idempotency::Retention::from_secs(config.idempotency_retention_secs),
         data_dir: config.data_dir.clone(),
         sync: Default::default(),

@@ -23,6 +23,8 @@ pub struct Inner {
     pub offline_card_limit: i64,
     pub offline_card_total: i64,
     pub hub_configured: bool,
+    /// Seconds without a touch before the kiosk app signs its shopper out (`--kiosk-idle-secs`).
+    pub kiosk_idle_secs: u64,
     /// How long idempotency keys are honoured (`--idempotency-retention-secs`).
     pub idempotency: crate::idempotency::Retention,
     /// Where the database lives, with the change-log watermark and restore marker beside it

@@ -114,7 +114,9 @@ impl TryFrom<&ProductQuery> for ProductFilter {
 }
 
 /// Categories.
-#[utoipa::path(get, path = "/v1/categories", tag = "catalog", params(PageParams),
+#[utoipa::path(get, path = "/v1/categories",
+    description = "Public, cursor-paginated.",
+    tag = "catalog", params(PageParams),
     responses((status = 200, body = Page<CategoryView>), (status = 400, body = Problem)))]
 async fn list_categories(
     State(state): State<AppState>,
@@ -129,7 +131,9 @@ async fn list_categories(
 }
 
 /// Creates a category (admin).
-#[utoipa::path(post, path = "/v1/categories", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/categories",
+    description = "Names are 1-100 characters; a name already in use is 409.",
+    tag = "catalog", security(("bearer" = [])),
     request_body = CreateCategoryRequest,
     responses((status = 201, body = CategoryView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
@@ -160,7 +164,10 @@ async fn create_category(
 }
 
 /// Searches the catalog.
-#[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductQuery),
+#[utoipa::path(get, path = "/v1/products",
+    description = "Public. Filters combine (AND); archived products are left out unless \
+        `include_archived`. Each product carries its stock here and across the chain.",
+    tag = "catalog", params(ProductQuery),
     responses((status = 200, body = Page<ProductView>), (status = 400, body = Problem)))]
 async fn search_products(
     State(state): State<AppState>,
@@ -176,7 +183,10 @@ async fn search_products(
 }
 
 /// One product, with its stock here and globally.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/products/{id}",
+    description = "Public. `stock.available_here` is what this store may sell now; `stock.global` the \
+        units across every store, as last known here.",
+    tag = "catalog", params(("id" = Uuid, Path)),
     responses((status = 200, body = ProductView), (status = 400, body = Problem),
         (status = 404, body = Problem)))]
 async fn get_product(
@@ -192,7 +202,10 @@ async fn get_product(
 }
 
 /// Creates a product (admin).
-#[utoipa::path(post, path = "/v1/products", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/products",
+    description = "The price is in the store's currency (422 otherwise), in integer minor units. A new \
+        product has no stock until some is received.",
+    tag = "catalog", security(("bearer" = [])),
     request_body = CreateProductRequest,
     responses((status = 201, body = ProductView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem),
@@ -238,7 +251,9 @@ fn check_category(conn: &rusqlite::Connection, category_id: Option<Uuid>) -> Res
 }
 
 /// Updates a product (admin); absent fields stay as they are.
-#[utoipa::path(patch, path = "/v1/products/{id}", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/products/{id}",
+    description = "Archiving (`status`: `archived`) hides a product from searches without deleting it.",
+    tag = "catalog", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = UpdateProductRequest,
     responses((status = 200, body = ProductView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -281,7 +296,11 @@ async fn update_product(
 }
 
 /// Records units received at this store (admin).
-#[utoipa::path(post, path = "/v1/products/{id}/stock", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/products/{id}/stock",
+    description = "A positive `delta` adds received units to what this store may sell; a negative one \
+        writes units off, within what this store may sell (409 beyond). Answers the stock \
+        after the change.",
+    tag = "catalog", security(("bearer" = [])),
     params(("id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
     request_body = ReceiveStockRequest,

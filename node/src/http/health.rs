@@ -34,13 +34,19 @@ pub struct Ready {
 }
 
 /// Liveness: the process is serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz",
+    description = "Answers 200 while the process serves HTTP; it does not look at the database (see \
+        `/readyz`). For liveness probes.",
+    tag = "operations", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// Readiness: the database answers queries.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz",
+    description = "200 once the database answers queries and its schema is the one this release \
+        expects; 503 otherwise. For readiness probes and load balancers.",
+    tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = Problem)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>> {
     let schema_version = state.db.schema_version().await.map_err(|e| {
@@ -62,7 +68,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>> {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics",
+    description = "Request counts and latencies per route and database, order and sync figures in the \
+        Prometheus text format. Unauthenticated: expose it to the monitoring network only.",
+    tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     (

@@ -4,8 +4,11 @@
 
 pub mod extract;
 pub mod health;
+pub mod kiosk;
 pub mod money;
+pub mod openapi;
 pub mod page;
+pub mod status;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ use crate::state::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "edgecart node storefront API", description = "The REST API of one edgecart store. Errors are RFC 9457 problem documents; money is integer minor units; lists are cursor-paginated."),
+    servers((url = "/", description = "this store node (the API is served by every node)")),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -61,8 +65,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API with its OpenAPI document (also served at `/openapi.json`).
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(status::router())
         .merge(crate::users::routes::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::orders::routes::router())
@@ -70,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::notifications::routes::router())
         .merge(crate::sync::routes::router())
         .split_for_parts();
+    self::openapi::complete(&mut openapi);
     let openapi_json = openapi.to_json().unwrap_or_else(|_| "{}".to_string());
     api.route(
         "/openapi.json",
@@ -77,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             ([(header::CONTENT_TYPE, "application/json")], openapi_json.clone())
         }),
     )
+    .merge(kiosk::router())
     .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response() })
     .layer(middleware::map_response(problem_for_plain_errors))
     .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

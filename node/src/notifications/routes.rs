@@ -22,7 +22,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The caller's notification history on every channel, oldest first; `status` shows whether a
 /// webhook notification is still `queued`, `delivered`, or `dead` (given up).
-#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/notifications",
+    description = "Cursor-paginated; only the caller's own notifications.",
+    tag = "notifications", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, body = Page<NotificationView>), (status = 400, body = Problem),
         (status = 401, body = Problem)))]
@@ -40,7 +42,10 @@ async fn list_notifications(
 }
 
 /// Webhook notifications given up on after the last attempt, oldest first (admin only).
-#[utoipa::path(get, path = "/v1/notifications/dead-letters", tag = "notifications",
+#[utoipa::path(get, path = "/v1/notifications/dead-letters",
+    description = "What needs an operator: each with its last error. Retry one with `POST \
+        /v1/notifications/{id}/retry`.",
+    tag = "notifications",
     security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<DeadLetterView>), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -57,7 +62,9 @@ async fn list_dead_letters(
 
 /// Puts a dead letter back in the delivery queue with a fresh attempt budget (admin only).
 /// Retrying is safe: receivers see the same `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/notifications/{id}/retry", tag = "notifications",
+#[utoipa::path(post, path = "/v1/notifications/{id}/retry",
+    description = "Only a dead notification can be retried (409 otherwise).",
+    tag = "notifications",
     security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "notification id")),
     responses((status = 200, body = NotificationView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem),

@@ -29,7 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Places an order. Retrying with the same `Idempotency-Key` returns the first response and
 /// consumes stock once.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/orders",
+    description = "Stock is taken when the order is placed: if this store may not sell that many, the \
+        answer is 409 `insufficient-stock` with `product_id`, `requested`, `available_here` \
+        and `global`, and no order exists. The order waits in `pending_payment` until paid.",
+    tag = "orders", security(("bearer" = [])),
     request_body = CreateOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
     responses((status = 201, body = OrderView), (status = 400, body = Problem),
@@ -107,7 +111,10 @@ async fn create_order(
 }
 
 /// Your orders (admins see every order).
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/v1/orders",
+    description = "Oldest first, cursor-paginated; each order with its items, payments and status \
+        history.",
+    tag = "orders", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<OrderView>), (status = 400, body = Problem),
         (status = 401, body = Problem)))]
 async fn list_orders(
@@ -137,7 +144,9 @@ async fn list_orders(
 }
 
 /// One order with its items, payments and status history.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/orders/{id}",
+    description = "Someone else's order is 404, never 403.",
+    tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = OrderView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -156,7 +165,10 @@ async fn get_order(
 }
 
 /// Cancels an order (owner or admin): stock is released; a paid order is refunded.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel",
+    description = "Possible until the order has shipped; its units go back to this store's stock, and a \
+        captured payment is refunded in full.",
+    tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = OrderView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem),
@@ -186,7 +198,9 @@ async fn cancel_order(
 }
 
 /// Moves a paid order to `shipped`, or a shipped one to `delivered` (admin).
-#[utoipa::path(post, path = "/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/orders/{id}/status",
+    description = "Only `paid` to `shipped` and `shipped` to `delivered`; any other move is 409.",
+    tag = "orders", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = StatusRequest,
     responses((status = 200, body = OrderView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),

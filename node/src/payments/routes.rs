@@ -24,7 +24,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Pays for an order: `cash` is captured at once (the order becomes `paid`); `card` is recorded
 /// `pending` until the hub has charged the provider.
-#[utoipa::path(post, path = "/v1/orders/{id}/payments", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/orders/{id}/payments",
+    description = "While the hub is unreachable, a card payment up to `--offline-card-limit` (and \
+        within `--offline-card-total` held) is accepted as `authorized_offline` and charged \
+        when the link is back; see `GET /v1/status`.",
+    tag = "payments", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = PaymentRequest,
     responses((status = 201, body = PaymentView), (status = 400, body = Problem),
@@ -82,7 +86,9 @@ async fn create_payment(
 }
 
 /// A payment with its refunds (owner or admin).
-#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/payments/{id}",
+    description = "Someone else's payment is 404, never 403.",
+    tag = "payments", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = PaymentView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -103,7 +109,10 @@ async fn get_payment(
 }
 
 /// Refunds part or all of a captured payment (admin). Never more than was captured.
-#[utoipa::path(post, path = "/v1/payments/{id}/refunds", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/payments/{id}/refunds",
+    description = "The amount is in minor units of the payment's currency. Cash refunds succeed at \
+        once; card refunds are `pending` until the hub has refunded the charge.",
+    tag = "payments", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = RefundRequest,
     responses((status = 201, body = PaymentView), (status = 400, body = Problem),

@@ -31,7 +31,10 @@ pub struct SyncStatus {
 }
 
 /// Replication state (admin).
-#[utoipa::path(get, path = "/v1/sync/status", tag = "sync", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/sync/status",
+    description = "Whether the link to the hub is up, when it last synced and how many local changes \
+        the hub has not yet acknowledged. The public summary is `GET /v1/status`.",
+    tag = "sync", security(("bearer" = [])),
     responses((status = 200, body = SyncStatus), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 async fn sync_status(State(state): State<AppState>, auth: AuthUser) -> Result<Json<SyncStatus>> {

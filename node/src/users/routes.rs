@@ -64,7 +64,11 @@ pub struct ChangePasswordRequest {
 }
 
 /// Creates an account with the `customer` role (a `role` field in the body is ignored).
-#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/v1/users",
+    description = "Public. The email must be unused (409 `email-taken`); the password 8-128 characters \
+        and not a common one. Answers the profile with a bearer token, so the new customer \
+        is signed in at once.",
+    tag = "users", request_body = RegisterRequest,
     responses((status = 201, body = AuthResponse), (status = 400, body = Problem),
         (status = 409, body = Problem, description = "email taken"), (status = 415, body = Problem),
         (status = 422, body = Problem)))]
@@ -134,7 +138,10 @@ pub async fn create_account(
 }
 
 /// Exchanges email and password for a token.
-#[utoipa::path(post, path = "/v1/auth/login", tag = "users", request_body = LoginRequest,
+#[utoipa::path(post, path = "/v1/auth/login",
+    description = "Public. A wrong email and a wrong password get the same 401, so the answer does not \
+        tell which accounts exist. The token is valid for the node's `--jwt-ttl-secs`.",
+    tag = "users", request_body = LoginRequest,
     responses((status = 200, body = AuthResponse), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 async fn login(
@@ -170,14 +177,19 @@ async fn login(
 }
 
 /// The caller's own profile.
-#[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users/me",
+    description = "The profile of the account the bearer token belongs to.",
+    tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = Problem)))]
 async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<UserView>> {
     load_visible(&state, auth, auth.id).await.map(Json)
 }
 
 /// A profile: your own, or any if admin.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users/{id}",
+    description = "Customers may read their own profile only: anyone else's is 404 (never 403), so ids \
+        cannot be probed.",
+    tag = "users", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = UserView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -202,7 +214,10 @@ async fn load_visible(state: &AppState, auth: AuthUser, id: uuid::Uuid) -> Resul
 }
 
 /// Updates name or email; admins may also change the role.
-#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/users/{id}",
+    description = "Absent fields stay as they are. Changing `role` needs an admin (403 otherwise); a \
+        taken email is 409.",
+    tag = "users", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = UpdateUserRequest,
     responses((status = 200, body = UserView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -241,7 +256,10 @@ async fn update_user(
 }
 
 /// Deletes an account: personal data is erased, the id (and its order history) stays.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/users/{id}",
+    description = "The owner or an admin. Name, email and password are erased; the id stays so that \
+        orders keep their owner.",
+    tag = "users", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
@@ -263,7 +281,10 @@ async fn delete_user(
 }
 
 /// Changes a password. Your own needs `current_password`; an admin may reset anyone's.
-#[utoipa::path(put, path = "/v1/users/{id}/password", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/users/{id}/password",
+    description = "The new password is checked like a registration's; changing your own needs the \
+        `current_password` (422 when wrong).",
+    tag = "users", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = ChangePasswordRequest,
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
@@ -296,7 +317,10 @@ async fn change_password(
 }
 
 /// Every account (admin).
-#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users",
+    description = "Cursor-paginated: pass the answer's `next_page_token` as `page_token` for the next \
+        page.",
+    tag = "users", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, body = Page<UserView>), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)))]

@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  hub (gRPC)        {hub_url}   admin token: {ADMIN_TOKEN}");
     for (i, url) in urls.iter().enumerate() {
+        println!("  store-{} kiosk     {url}/   <- open in a browser", i + 1);
         println!("  store-{} (REST)    {url}/v1/products", i + 1);
     }
     println!(

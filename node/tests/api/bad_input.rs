@@ -405,16 +405,7 @@ async fn other_users_records_are_not_found() {
     let (bob, bob_id) = app.register("bob@example.com").await;
     let order = json_of(app.order(&alice, &product, 1).await, 201).await;
     let order_id = order["id"].as_str().unwrap();
-    let pay = json_of(
-        app.post(
-            &format!("/v1/orders/{order_id}/payments"),
-            Some(&alice),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let pay = json_of(app.pay_cash(&alice, order_id).await, 201).await;
     let pay_id = pay["id"].as_str().unwrap();
 
     problem(
@@ -458,17 +449,7 @@ async fn other_users_records_are_not_found() {
         .post_empty(&format!("/v1/orders/{order_id}/cancel"), &bob)
         .await;
     problem(r, 404, None).await;
-    problem(
-        app.post(
-            &format!("/v1/orders/{order_id}/payments"),
-            Some(&bob),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        404,
-        None,
-    )
-    .await;
+    problem(app.pay_cash(&bob, order_id).await, 404, None).await;
     let bobs = json_of(app.get("/v1/orders", Some(&bob)).await, 200).await;
     assert!(bobs["items"].as_array().unwrap().is_empty());
     assert!(

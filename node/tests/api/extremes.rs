@@ -280,16 +280,7 @@ async fn refund_amounts_at_the_extremes_are_422_and_refund_nothing() {
     let (token, _) = app.register("kettle@example.com").await;
     let order = json_of(app.order(&token, &product, 1).await, 201).await;
     let order_id = order["id"].as_str().unwrap();
-    let payment = json_of(
-        app.post(
-            &format!("/v1/orders/{order_id}/payments"),
-            Some(&token),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let payment = json_of(app.pay_cash(&token, order_id).await, 201).await;
     let payment_id = payment["id"].as_str().unwrap();
     let path = format!("/v1/payments/{payment_id}/refunds");
     for amount in [i64::MAX, i64::MIN, i64::MIN + 1, 0, -1, 2501] {

@@ -191,6 +191,16 @@ impl TestApp {
         )
         .await
     }
+
+    /// Pays an order in cash.
+    pub async fn pay_cash(&self, token: &str, order_id: &str) -> Response {
+        self.post(
+            &format!("/v1/orders/{order_id}/payments"),
+            Some(token),
+            &json!({"method": "cash"}),
+        )
+        .await
+    }
 }
 
 impl Drop for TestApp {

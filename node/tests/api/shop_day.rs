@@ -90,16 +90,7 @@ async fn a_full_shop_day() {
     assert_eq!(order1["user_id"], user_id.as_str());
     assert_eq!(app.stock(&green_id).await, (7, 7));
 
-    let pay = json_of(
-        app.post(
-            &format!("/v1/orders/{order1_id}/payments"),
-            Some(&token),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let pay = json_of(app.pay_cash(&token, &order1_id).await, 201).await;
     assert_eq!(pay["status"], "captured");
     assert_eq!(pay["amount"]["amount"], 3750);
     let paid = json_of(
@@ -118,17 +109,7 @@ async fn a_full_shop_day() {
         .collect();
     assert_eq!(history, vec!["pending_payment", "paid"]);
     // Paying twice is refused.
-    problem(
-        app.post(
-            &format!("/v1/orders/{order1_id}/payments"),
-            Some(&token),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        409,
-        None,
-    )
-    .await;
+    problem(app.pay_cash(&token, &order1_id).await, 409, None).await;
 
     // Order 2: two teas by card — recorded pending, no fake success — then cancelled.
     let order2 = json_of(app.order(&token, &green_id, 2).await, 201).await;
@@ -283,16 +264,7 @@ async fn cancelling_a_paid_order_refunds_it_and_refunds_are_bounded() {
     // Partial, then over-the-remainder, then full refunds of a cash payment.
     let order = json_of(app.order(&token, &product, 1).await, 201).await;
     let order_id = order["id"].as_str().unwrap();
-    let pay = json_of(
-        app.post(
-            &format!("/v1/orders/{order_id}/payments"),
-            Some(&token),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let pay = json_of(app.pay_cash(&token, order_id).await, 201).await;
     let pay_id = pay["id"].as_str().unwrap();
     problem(
         app.post(
@@ -355,16 +327,7 @@ async fn cancelling_a_paid_order_refunds_it_and_refunds_are_bounded() {
     // A second paid order, cancelled by the customer: refunded in full, stock released.
     let order = json_of(app.order(&token, &product, 2).await, 201).await;
     let order_id = order["id"].as_str().unwrap();
-    json_of(
-        app.post(
-            &format!("/v1/orders/{order_id}/payments"),
-            Some(&token),
-            &json!({"method": "cash"}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    json_of(app.pay_cash(&token, order_id).await, 201).await;
     assert_eq!(app.stock(&product).await.0, 2);
     let cancelled = json_of(
         app.post_empty(&format!("/v1/orders/{order_id}/cancel"), &token)

@@ -108,6 +108,7 @@ impl Sync for SyncService {
         let hub = self.hub.clone();
         tokio::spawn(async move {
             if let Err(status) = receive(&hub, &node, inbound, &out).await {
+                crate::observability::stream_error(status.code());
                 tracing::info!(node = %node, code = ?status.code(), error = %status.message(), "node stream ended");
                 // End the response with the status, so the node sees why (e.g. UNAVAILABLE while
                 // the hub's storage fails), reconnects with back-off and re-sends what was not
@@ -182,7 +183,7 @@ async fn receive_loop(
                 if batch.changes.len() > MAX_BATCH * 4 {
                     return Err(Status::invalid_argument("changes: batch too large"));
                 }
-                let (clock, n) = (hub.clock.clone(), node.clone());
+                let (clock, n, received) = (hub.clock.clone(), node.clone(), batch.changes.len());
                 // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
                 // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
                 let applied = hub
@@ -190,6 +191,7 @@ async fn receive_loop(
                     .write(move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes))
                     .await?;
                 let cursor = applied.cursor;
+                crate::observability::merged(node.as_str(), received);
                 hub.mark_dirty(applied.touched);
                 // Acknowledged only now that the transaction has committed.
                 if out

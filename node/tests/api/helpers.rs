@@ -21,7 +21,7 @@ pub const ADMIN_PASSWORD: &str = "admin-pass-123";
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        edgecart_node::telemetry::init(false);
+        edgecart_node::telemetry::init(edgecart_node::telemetry::LogFormat::Text);
     }
 }
 

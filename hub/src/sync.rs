@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::auth;
 use crate::replication;
@@ -99,12 +100,17 @@ impl Sync for SyncService {
                 })))
                 .await;
         }
-        let sender = tokio::spawn(send_changes(
-            self.hub.clone(),
-            node.clone(),
-            session.hub_cursor,
-            out.clone(),
-        ));
+        // Both halves of the stream stay in the call's span (method, request id): their log
+        // lines name the stream they belong to.
+        let sender = tokio::spawn(
+            send_changes(
+                self.hub.clone(),
+                node.clone(),
+                session.hub_cursor,
+                out.clone(),
+            )
+            .in_current_span(),
+        );
         let hub = self.hub.clone();
         tokio::spawn(async move {
             if let Err(status) = receive(&hub, &node, inbound, &out).await {
@@ -117,7 +123,7 @@ impl Sync for SyncService {
             }
             sender.abort();
             hub.disconnect(node.as_str(), live);
-        });
+        }.in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -396,7 +396,9 @@ where
                 || edgecart_proto::ids::new_id().simple().to_string(),
                 str::to_string,
             );
-        let span = tracing::info_span!("grpc", method = %method.as_deref().unwrap_or("unknown"), request_id = %request_id);
+        let span = tracing::info_span!("grpc", method = %method.as_deref().unwrap_or("unknown"),
+            request_id = %request_id, trace_id = tracing::field::Empty);
+        crate::telemetry::record_trace_id(&span);
         // The clone that was polled ready serves this call (tower's contract).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

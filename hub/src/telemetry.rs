@@ -24,6 +24,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether spans are exported (an OTLP endpoint is configured): only then do request spans get a
+/// `trace_id` field, so logs and traces can be joined.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records the OpenTelemetry trace id on `span` (declared with `trace_id = Empty`) when spans
+/// are exported; nothing otherwise.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        let id = span.context().span().span_context().trace_id();
+        span.record("trace_id", tracing::field::display(id));
+    }
+}
+
 /// Keeps the trace exporter alive; dropping it flushes and stops it.
 #[must_use = "dropping it stops the trace exporter"]
 pub struct Telemetry {
@@ -61,6 +76,7 @@ pub fn init(format: LogFormat) -> Telemetry {
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Telemetry { provider }
 }
 

@@ -20,8 +20,8 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// (service.name, span name, span attributes as `key=value`)
-type Received = Arc<Mutex<Vec<(String, String, Vec<String>)>>>;
+/// (service.name, span name, span attributes as `key=value`, trace id in hex)
+type Received = Arc<Mutex<Vec<(String, String, Vec<String>, String)>>>;
 
 async fn otlp_receiver() -> (SocketAddr, Received) {
     let received: Received = Arc::default();
@@ -55,9 +55,11 @@ async fn otlp_receiver() -> (SocketAddr, Received) {
                                 format!("{}={v}", kv.key)
                             })
                             .collect();
+                        let trace_id: String =
+                            span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
                         sink.lock()
                             .unwrap()
-                            .push((service.clone(), span.name, attrs));
+                            .push((service.clone(), span.name, attrs, trace_id));
                     }
                 }
                 (
@@ -189,6 +191,8 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
             &hub_url,
             "--hub-token",
             NODE_TOKEN,
+            "--log-format",
+            "json",
         ],
         otlp,
         "listening on http://",
@@ -226,14 +230,26 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
     node.stop();
     hub.stop();
     let spans = received.lock().unwrap().clone();
-    let node_request = spans.iter().find(|(service, name, attrs)| {
+    let node_request = spans.iter().find(|(service, name, attrs, _)| {
         service == "edgecart-node"
             && name == "http"
             && attrs.iter().any(|a| a == "request_id=otel-signup-1")
             && attrs.iter().any(|a| a == "path=/v1/users")
     });
-    assert!(node_request.is_some(), "no span of the sign-up: {spans:?}");
-    let hub_stream = spans.iter().find(|(service, name, attrs)| {
+    let (_, _, _, trace_id) =
+        node_request.unwrap_or_else(|| panic!("no span of the sign-up: {spans:?}"));
+    // The sign-up's log line names the trace its span was exported in.
+    let signup: serde_json::Value = node
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "account created" && l["role"] == "customer")
+        .expect("the sign-up's log line");
+    assert_eq!(signup["span"]["trace_id"], trace_id.as_str(), "{signup}");
+    assert_eq!(signup["span"]["request_id"], "otel-signup-1", "{signup}");
+    let hub_stream = spans.iter().find(|(service, name, attrs, _)| {
         service == "edgecart-hub"
             && name == "grpc"
             && attrs.iter().any(|a| a == "method=edgecart.v1.Sync/Stream")

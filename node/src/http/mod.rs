@@ -74,47 +74,27 @@ pub fn router(state: AppState) -> Router {
     api.route(
         "/openapi.json",
         axum::routing::get(move || async move {
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                openapi_json.clone(),
-            )
+            ([(header::CONTENT_TYPE, "application/json")], openapi_json.clone())
         }),
     )
-    .fallback(|| async {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response()
-    })
+    .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response() })
     .layer(middleware::map_response(problem_for_plain_errors))
     .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
     .layer(CatchPanicLayer::custom(|_| {
         tracing::error!("a request handler panicked");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-        .into_response()
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
     }))
-    .layer(TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Duration::from_secs(30),
-    ))
+    .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
     .layer(middleware::from_fn(record_metrics))
     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
-            request_id = %id, trace_id = tracing::field::Empty);
+        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty);
         crate::telemetry::record_trace_id(&span);
         span
     }))
     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
     .layer(SetRequestIdLayer::new(REQUEST_ID, CountingRequestId))
-    .layer(SetSensitiveRequestHeadersLayer::new([
-        header::AUTHORIZATION,
-    ]))
+    .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
     .with_state(state)
 }
 

@@ -7,9 +7,12 @@
 //! # Layout
 //! - this file: process handling, HTTP and gRPC helpers.
 //! - `src/bin/edgecart-local.rs`: the README's run command (a hub and two nodes in one process).
+//! - `src/metrics.rs`: Prometheus scrape parsing, `promtool check metrics`, the metrics named in
+//!   `deploy/monitoring/`.
 //! - `tests/cluster.rs`: the cross-process tests.
 
 pub mod chaos;
+pub mod metrics;
 pub mod provider;
 
 use std::io::{BufRead, BufReader};

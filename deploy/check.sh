@@ -9,7 +9,11 @@
 #  3. checks deploy/compose.yaml (docker compose config where a compose client exists, a YAML and
 #     wiring check otherwise);
 #  4. runs `systemd-analyze verify` (any message fails) and `systemd-analyze security --offline`
-#     (exposure must stay below 1.5) on the kiosk unit, where systemd-analyze can run.
+#     (exposure must stay below 1.5) on the kiosk unit, where systemd-analyze can run;
+#  5. deploy/monitoring: `promtool check rules` and `promtool test rules` on the alert rules,
+#     `promtool check config` on the Prometheus config (where this promtool has Kubernetes
+#     service discovery; Debian's does not), and the Grafana dashboards parse as JSON and match
+#     what gen_dashboards.py generates.
 # Exits non-zero if anything is invalid. The container image is not built: no container engine
 # on the development and CI machines.
 set -euo pipefail
@@ -134,6 +138,35 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
     step "deploy/systemd: SKIPPED, systemd-analyze is not available and could not be installed"
 fi
+
+# --- 5: monitoring ---------------------------------------------------------------------------
+mon=deploy/monitoring
+if command -v promtool >/dev/null 2>&1; then
+    promtool check rules "$mon/prometheus/alerts.yml" >/dev/null \
+        && step "$mon/prometheus/alerts.yml: promtool check rules ok" || fail "$mon/prometheus/alerts.yml"
+    (cd "$mon/prometheus" && promtool test rules alerts_test.yml >/dev/null) \
+        && step "$mon/prometheus/alerts_test.yml: promtool test rules ok" || fail "$mon/prometheus/alerts_test.yml"
+    if msgs=$(promtool check config "$mon/prometheus/prometheus.yml" 2>&1); then
+        step "$mon/prometheus/prometheus.yml: promtool check config ok"
+    elif grep -q 'kubernetes_sd_configs not found' <<<"$msgs"; then
+        step "$mon/prometheus/prometheus.yml: SKIPPED, this promtool is built without Kubernetes service discovery"
+    else
+        echo "$msgs" >&2
+        fail "$mon/prometheus/prometheus.yml"
+    fi
+else
+    fail "promtool is not installed (Debian package prometheus)"
+fi
+for f in "$mon"/grafana/dashboards/*.json; do
+    "$PYTHON" -m json.tool "$f" >/dev/null && step "$f: valid JSON" || fail "$f: not JSON"
+done
+regen=$(mktemp -d)
+cp -r "$mon" "$regen/monitoring"
+"$PYTHON" "$regen/monitoring/gen_dashboards.py"
+diff -r "$mon/grafana/dashboards" "$regen/monitoring/grafana/dashboards" >/dev/null \
+    && step "$mon/grafana/dashboards: up to date with gen_dashboards.py" \
+    || fail "$mon/grafana/dashboards differ from what gen_dashboards.py writes: run it"
+rm -rf "$regen"
 
 if [ "$failed" != 0 ]; then
     echo "== deploy: FAILED" >&2

@@ -111,6 +111,13 @@ def main():
     if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != "8080" \
             or ann.get("prometheus.io/path") != "/metrics":
         err("DaemonSet edgecart-node: Prometheus scrape annotations missing")
+    hub_ann = sts["spec"]["template"]["metadata"].get("annotations", {})
+    hub_ports = {p["name"]: p["containerPort"] for p in hub_c["ports"]}
+    if hub_ann.get("prometheus.io/scrape") != "true" or hub_ann.get("prometheus.io/path") != "/metrics" \
+            or hub_ann.get("prometheus.io/port") != str(hub_ports.get("metrics")) \
+            or f"--metrics-addr=0.0.0.0:{hub_ports.get('metrics')}" not in hub_c.get("args", []):
+        err("StatefulSet edgecart-hub: Prometheus scrape annotations must name the metrics port "
+            "that --metrics-addr listens on")
 
     # the hub URL in the node's ConfigMap must name the hub Service and its port
     cm_names = [r["configMapRef"]["name"] for r in node_c.get("envFrom", []) if "configMapRef" in r]

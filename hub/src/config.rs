@@ -49,9 +49,18 @@ pub struct Config {
     #[arg(long, env = "EDGECART_PROVIDER_KEY", hide_env_values = true)]
     pub provider_key: Option<String>,
 
-    /// Log as JSON lines.
-    #[arg(long, env = "EDGECART_LOG_JSON")]
+    /// Log format: `text` (human-readable, the default) or `json` (one object per line).
+    #[arg(long, env = "EDGECART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Deprecated spelling of `--log-format json` (kept for existing deployments).
+    #[arg(long, env = "EDGECART_LOG_JSON", hide = true)]
     pub log_json: bool,
+
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP on this address; port 0
+    /// picks a free port (the bound address is logged). Off when not set.
+    #[arg(long, env = "EDGECART_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -64,6 +73,15 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("edgecart-hub.db")
     }
+
+    /// The log format, counting the deprecated `--log-json`.
+    pub fn log_format(&self) -> crate::telemetry::LogFormat {
+        if self.log_json {
+            crate::telemetry::LogFormat::Json
+        } else {
+            self.log_format
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +90,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("grpc_addr", &self.grpc_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("demo", &self.demo)
             .field("payment_provider", &self.payment_provider)
             .field("provider_url", &self.provider_url)

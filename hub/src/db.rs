@@ -60,7 +60,9 @@ impl Db {
         let out = tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             ensure_no_transaction(&conn)?;
+            let start = std::time::Instant::now();
             let outcome = write_in_transaction(&mut conn, f);
+            crate::observability::sqlite_write(start.elapsed());
             if outcome.is_err() {
                 // Dropping the transaction rolled it back, but a failed ROLLBACK (an I/O error)
                 // leaves it open: try once more now so the next caller starts clean.

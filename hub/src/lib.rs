@@ -13,6 +13,8 @@
 //! - [`sync`]: the `Sync` bidirectional stream service.
 //! - [`admin`]: the admin services (catalog, inventory, nodes, orders).
 //! - [`payments`]: the payment ledger, providers, the charging worker, `PaymentAdmin`.
+//! - [`observability`]: the metrics contract (docs/metrics.md) on `--metrics-addr`.
+//! - [`telemetry`]: logging set-up (`--log-format`).
 //! - [`auth`]: bearer-token checks. [`error`]: `HubError` → `tonic::Status`, once.
 
 pub mod admin;
@@ -22,11 +24,13 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod node_admin;
+pub mod observability;
 pub mod payments;
 pub mod replication;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 
 use std::future::Future;
 use std::time::Duration;
@@ -43,6 +47,7 @@ use tonic::{Request, Status};
 
 pub use config::Config;
 pub use state::Hub;
+pub use telemetry::init as init_telemetry;
 
 /// Opens the database and builds the hub's state (seeding the demo catalog when asked).
 pub async fn build(config: &Config) -> anyhow::Result<Hub> {
@@ -124,6 +129,8 @@ pub async fn run(
             std::sync::Arc::new(payments::HttpProvider::new(url, key)?)
         }
     };
+    let provider: std::sync::Arc<dyn payments::Provider> =
+        std::sync::Arc::new(observability::InstrumentedProvider(provider));
     let stop_worker = tokio_util::sync::CancellationToken::new();
     // Long-lived Sync streams never end by themselves: tonic's graceful shutdown would wait for
     // them forever. The signal therefore also cancels this token, which ends them.
@@ -134,6 +141,14 @@ pub async fn run(
             shutdown.await;
             stop_streams.cancel();
         }
+    };
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(tokio::spawn(observability::serve(
+            observability::bind(addr).await?,
+            hub.clone(),
+            stop_worker.clone(),
+        ))),
+        None => None,
     };
     let flusher = tokio::spawn(sync::flush_others(hub.clone(), stop_worker.clone()));
     let worker = tokio::spawn(payments::worker::run(
@@ -147,6 +162,7 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(4 << 20))
+        .layer(observability::GrpcLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(pb::sync_server::SyncServer::new(sync::SyncService {
@@ -196,6 +212,9 @@ pub async fn run(
         // again under the same idempotency key).
         tracing::warn!("the payment worker did not stop in time; leaving it");
     }
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -241,19 +260,6 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested");
-}
-
-pub fn init_telemetry(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// (category, [(name, description, price in cents, units delivered to the hub)])

@@ -73,6 +73,7 @@ pub fn apply_batch(
             }
             // A malformed entry is skipped (and counted), not retried forever: the rest of the
             // stream must keep flowing.
+            crate::observability::refused(&e);
             tracing::warn!(node = %node, seq = change.seq, entity = %change.entity, error = %e, "skipped a change");
         }
     }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::auth;
 use crate::replication;
@@ -111,13 +112,18 @@ impl Sync for SyncService {
                 resync: session.resync,
             })))
             .await;
-        let mut sender = tokio::spawn(send_changes(
-            self.hub.clone(),
-            node.clone(),
-            session.snapshot,
-            session.hub_cursor,
-            out.clone(),
-        ));
+        // Both halves of the stream stay in the call's span (method, request id): their log
+        // lines name the stream they belong to.
+        let mut sender = tokio::spawn(
+            send_changes(
+                self.hub.clone(),
+                node.clone(),
+                session.snapshot,
+                session.hub_cursor,
+                out.clone(),
+            )
+            .in_current_span(),
+        );
         let (hub, shutdown) = (self.hub.clone(), self.shutdown.clone());
         tokio::spawn(async move {
             let outcome = tokio::select! {
@@ -127,6 +133,7 @@ impl Sync for SyncService {
                 _ = &mut sender => Ok(()),
             };
             if let Err(status) = outcome {
+                crate::observability::stream_error(status.code());
                 tracing::info!(node = %node, code = ?status.code(), error = %status.message(), "node stream ended");
                 // End the response with the status, so the node sees why (e.g. UNAVAILABLE while
                 // the hub's storage fails), reconnects with back-off and re-sends what was not
@@ -135,7 +142,7 @@ impl Sync for SyncService {
             }
             sender.abort();
             hub.disconnect(node.as_str(), live);
-        });
+        }.in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -235,7 +242,7 @@ async fn receive_loop(
                 if batch.changes.len() > MAX_BATCH * 4 {
                     return Err(Status::invalid_argument("changes: batch too large"));
                 }
-                let (clock, n) = (hub.clock.clone(), node.clone());
+                let (clock, n, received) = (hub.clock.clone(), node.clone(), batch.changes.len());
                 // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
                 // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
                 let applied = write_as_active(hub, node, move |tx| {
@@ -243,6 +250,7 @@ async fn receive_loop(
                 })
                 .await?;
                 let cursor = applied.cursor;
+                crate::observability::merged(node.as_str(), received);
                 hub.mark_dirty(applied.touched);
                 // Acknowledged only now that the transaction has committed.
                 if out

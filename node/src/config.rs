@@ -118,8 +118,12 @@ pub struct Config {
     )]
     pub clock_offset_ms: i64,
 
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "EDGECART_LOG_JSON")]
+    /// Log format: `text` (human-readable, the default) or `json` (one object per line).
+    #[arg(long, env = "EDGECART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Deprecated spelling of `--log-format json` (kept for existing deployments).
+    #[arg(long, env = "EDGECART_LOG_JSON", hide = true)]
     pub log_json: bool,
 
     /// Deliver `email` notifications by POSTing them to this http:// URL. Without it no email
@@ -157,6 +161,15 @@ pub struct Config {
 impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("edgecart-node.db")
+    }
+
+    /// The log format, counting the deprecated `--log-json`.
+    pub fn log_format(&self) -> crate::telemetry::LogFormat {
+        if self.log_json {
+            crate::telemetry::LogFormat::Json
+        } else {
+            self.log_format
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`idempotency`]: `Idempotency-Key` replay for POSTs.
 //! - [`sync`]: the change log (outbox) the hub will consume, and `/v1/sync/status`.
 //! - [`demo`]: the demo catalog seeded by `--demo`.
+//! - [`observability`]: the metrics contract (docs/metrics.md) and the scrape-time gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod catalog;
@@ -26,6 +27,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod notifications;
+pub mod observability;
 pub mod orders;
 pub mod payments;
 pub mod saga;

@@ -113,6 +113,7 @@ pub fn apply_payment_outcome(
 ) -> Result<()> {
     match payments::apply_outcome(tx, st, o)? {
         Outcome::Captured(p) => {
+            crate::observability::payment("card", "captured");
             orders::transition(
                 tx,
                 st,
@@ -124,6 +125,7 @@ pub fn apply_payment_outcome(
             completed(tx, &p)?;
         }
         Outcome::Failed(p, reason) => {
+            crate::observability::payment("card", "failed");
             cancel(
                 tx,
                 st,

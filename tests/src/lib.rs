@@ -7,9 +7,12 @@
 //! # Layout
 //! - this file: process handling, HTTP and gRPC helpers.
 //! - `src/bin/edgecart-local.rs`: the README's run command (a hub and two nodes in one process).
+//! - `src/metrics.rs`: Prometheus scrape parsing, `promtool check metrics`, the metrics named in
+//!   `deploy/monitoring/`.
 //! - `tests/cluster.rs`: the cross-process tests.
 
 pub mod chaos;
+pub mod metrics;
 pub mod provider;
 
 use std::io::{BufRead, BufReader};
@@ -111,6 +114,29 @@ impl Proc {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The address of a second listener, from the first log line containing `marker` (e.g. the
+    /// hub's `metrics on http://`); waits up to 30 s for it.
+    pub fn listener_addr(&self, marker: &str) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find_map(|line| parse_addr(line, marker));
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {marker:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -263,6 +289,11 @@ impl TestHub {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://addr` of the metrics listener (start the hub with `--metrics-addr 127.0.0.1:0`).
+    pub fn metrics_base(&self) -> String {
+        format!("http://{}", self.proc.listener_addr("metrics on http://"))
     }
 
     pub fn kill9(&mut self) {

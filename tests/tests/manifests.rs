@@ -274,6 +274,8 @@ struct Launch {
     env: BTreeMap<String, String>,
     /// The containerPort the listen address (substitution 3) was declared on.
     listen_port: u16,
+    /// Further listen addresses on other declared ports (the hub's `--metrics-addr`).
+    extra_listen_ports: Vec<u16>,
     /// volume name → the temp dir standing in for its mount (substitution 2).
     volumes: BTreeMap<String, PathBuf>,
     /// The working directory: the image sets none, so it is `/`; here an empty temp dir, which
@@ -428,29 +430,43 @@ impl Launch {
             })
             .collect();
 
-        let listen_port = match listen[..] {
-            [(ip, port)] => {
-                assert!(
-                    ip.is_unspecified(),
-                    "{}: the listen address binds {ip}, not all addresses: the kubelet's \
-                     probes and the Services reach the pod on its pod IP",
-                    w.who
-                );
-                port
-            }
-            [] => panic!(
-                "{}: no argument or variable sets a listen address on a declared container port \
-                 {ports:?}; the binary would listen on its default address",
+        for (ip, _) in &listen {
+            assert!(
+                ip.is_unspecified(),
+                "{}: the listen address binds {ip}, not all addresses: the kubelet's \
+                 probes and the Services reach the pod on its pod IP",
+                w.who
+            );
+        }
+        // The main listener is on the first declared port (the API); others (metrics) follow.
+        let listen_port = match listen
+            .iter()
+            .find(|(_, p)| Some(*p) == ports.first().map(|p| p.1))
+        {
+            Some((_, port)) => *port,
+            None => panic!(
+                "{}: no argument or variable sets a listen address on the first declared \
+                 container port {ports:?}; the binary would listen on its default address",
                 w.who
             ),
-            _ => panic!("{}: several listen addresses {listen:?}", w.who),
         };
+        let extra_listen_ports: Vec<u16> = listen
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|p| *p != listen_port)
+            .collect();
+        assert!(
+            listen.len() == 1 + extra_listen_ports.len(),
+            "{}: several listen addresses on one port {listen:?}",
+            w.who
+        );
         Launch {
             who: w.who.clone(),
             binary,
             args,
             env,
             listen_port,
+            extra_listen_ports,
             volumes,
             cwd,
             substitutions: subs,
@@ -743,6 +759,42 @@ async fn dev_overlay_runs_the_real_binaries_which_come_up_ready_and_connect() {
             "{kind}: Health/Check({service:?})"
         );
     }
+
+    // Prometheus scrapes the hub where its annotations say: a port it really listens on (its
+    // metrics listener), serving the exposition format.
+    let hub_ann = &m
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == hub_w.name)
+        .expect("StatefulSet")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        hub_ann["prometheus.io/scrape"], "true",
+        "the hub's pods must be scraped"
+    );
+    let port: u16 = hub_ann["prometheus.io/port"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("the hub's prometheus.io/port");
+    assert!(
+        hub.launch.extra_listen_ports.contains(&port),
+        "the hub's prometheus.io/port {port} is not a port it listens on ({:?})",
+        hub.launch.extra_listen_ports
+    );
+    let metrics_addr = {
+        let log = hub.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter()
+            .find_map(|l| parse_addr(l, "metrics on http://"))
+            .unwrap_or_else(|| panic!("the hub logged no metrics address\n{}", log.join("\n")))
+    };
+    let path = hub_ann["prometheus.io/path"].as_str().unwrap_or("/metrics");
+    let r = reqwest::get(format!("http://127.0.0.1:{}{path}", metrics_addr.port()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {path} on the hub's metrics port");
+    assert!(
+        r.text().await.unwrap().contains("# TYPE edgecart_hub_"),
+        "{path}"
+    );
 
     // The node, dialling the hub through the hub Service named in its settings.
     let upstream = Listener {

@@ -74,6 +74,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>> {
     tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    crate::observability::refresh(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -101,7 +102,10 @@ pub fn metrics_handle() -> PrometheusHandle {
                 })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
-                Ok(handle) => handle,
+                Ok(handle) => {
+                    crate::observability::register();
+                    handle
+                }
                 // Another recorder is already installed (embedding in a bigger program): keep a
                 // private one so /metrics still answers.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),

@@ -95,7 +95,9 @@ pub fn router(state: AppState) -> Router {
     .layer(middleware::from_fn(record_metrics))
     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
         let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty);
+        crate::telemetry::record_trace_id(&span);
+        span
     }))
     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
     .layer(SetRequestIdLayer::new(REQUEST_ID, CountingRequestId))

@@ -72,6 +72,9 @@ pub fn insert(
         due,
         now,
     ])?;
+    if status == "queued" {
+        crate::observability::notification_queued(channel.as_str());
+    }
     Ok(id)
 }
 

@@ -324,6 +324,7 @@ impl Worker {
         metrics::counter!("edgecart_notification_webhooks_total",
             "channel" => channel, "outcome" => label)
         .increment(1);
+        crate::observability::notification_attempt(channel, label);
         Outcome {
             id: item.id,
             attempts,

@@ -47,7 +47,7 @@ async fn create_order(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(req): ApiJson<CreateOrderRequest>,
 ) -> Result<Stored> {
-    let lines = parse_lines(&req.items)?;
+    let lines = parse_lines(&req.items).inspect_err(|_| crate::observability::order_rejected())?;
     let canonical = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
     // Short of rights for a line while the hub is reachable: ask it for a top-up, wait a bounded
     // time, and try again (at most once per line).
@@ -104,10 +104,9 @@ async fn create_order(
             // Nothing more to be had now: answer with this store's figures.
             break outcome;
         }
-    }?;
-    metrics::counter!("edgecart_orders_total", "outcome" => if stored.replayed { "replayed" } else { "created" })
-        .increment(1);
-    Ok(stored)
+    };
+    crate::observability::order_outcome(&stored);
+    stored
 }
 
 /// Your orders (admins see every order).

@@ -62,7 +62,7 @@ async fn create_payment(
         "{order_id}:{}",
         serde_json::to_string(&req).unwrap_or_default()
     );
-    let st = state.clone();
+    let (st, method) = (state.clone(), req.method.as_str());
     let stored = state
         .db
         .write(move |tx| {
@@ -81,8 +81,9 @@ async fn create_payment(
                 || crate::saga::pay(tx, &st, auth.id, order_id, req.method, card),
             )
         })
-        .await?;
-    Ok(stored)
+        .await;
+    crate::observability::payment_created(method, &stored);
+    stored
 }
 
 /// A payment with its refunds (owner or admin).

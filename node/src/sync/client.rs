@@ -46,6 +46,7 @@ pub async fn run(state: AppState, hub_url: String, token: String, shutdown: Canc
             Err(e) => tracing::warn!(error = %e, "sync stream failed"),
         }
         if was_connected {
+            crate::observability::sync_reconnect();
             backoff = MIN_BACKOFF;
             outage_since = tokio::time::Instant::now();
         }
@@ -108,7 +109,11 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
     })))
     .await
     .map_err(|_| SyncError::Protocol("outbound closed"))?;
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    let outbound = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |m| {
+        crate::observability::sync_sent(&m);
+        m
+    });
+    let mut request = tonic::Request::new(outbound);
     let bearer = format!("Bearer {token}")
         .parse()
         .map_err(|_| SyncError::Protocol("the hub token is not valid header text"))?;
@@ -123,7 +128,11 @@ async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncErr
             }
         })?
         .into_inner();
-    let welcome = match inbound.message().await? {
+    let first = inbound.message().await?;
+    if let Some(m) = &first {
+        crate::observability::sync_received(m);
+    }
+    let welcome = match first {
         Some(pb::HubMessage {
             msg: Some(hub_message::Msg::Welcome(w)),
         }) => w,
@@ -174,6 +183,7 @@ async fn receive(
     mut resyncing: bool,
 ) -> Result<(), SyncError> {
     while let Some(message) = inbound.message().await? {
+        crate::observability::sync_received(&message);
         let Some(m) = message.msg else { continue };
         match m {
             hub_message::Msg::Changes(batch) => {

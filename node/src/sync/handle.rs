@@ -34,6 +34,7 @@ impl SyncHandle {
 
     pub(super) fn set_connected(&self, outbound: Option<mpsc::Sender<pb::NodeMessage>>) {
         self.connected.store(outbound.is_some(), Ordering::Relaxed);
+        crate::observability::sync_connected(outbound.is_some());
         *self.outbound.lock().unwrap_or_else(|p| p.into_inner()) = outbound;
         if !self.is_connected() {
             // Waiters fail fast instead of waiting out their timeout.
@@ -47,11 +48,16 @@ impl SyncHandle {
     /// Asks the hub for `quantity` more selling rights and waits at most `wait`. Returns the
     /// granted units (already applied locally), or `None` when offline or on timeout.
     pub async fn top_up(&self, product_id: Uuid, quantity: u64, wait: Duration) -> Option<i64> {
+        let start = std::time::Instant::now();
         let sender = self
             .outbound
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+            .clone();
+        let Some(sender) = sender else {
+            crate::observability::top_up(start, true, quantity, None);
+            return None;
+        };
         let request_id = edgecart_proto::ids::new_id().to_string();
         let (tx, rx) = oneshot::channel();
         self.top_ups
@@ -81,7 +87,9 @@ impl SyncHandle {
             sender.send(message).await.ok()?;
             rx.await.ok()
         };
-        tokio::time::timeout(wait, outcome).await.ok().flatten()
+        let granted = tokio::time::timeout(wait, outcome).await.ok().flatten();
+        crate::observability::top_up(start, false, quantity, granted);
+        granted
     }
 
     /// Waiting top-ups (for tests and metrics).

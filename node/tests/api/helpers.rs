@@ -21,7 +21,10 @@ pub const ADMIN_PASSWORD: &str = "admin-pass-123";
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        edgecart_node::telemetry::init(false);
+        // Test logs only: no OTEL_* variables, so there is no exporter to keep alive.
+        drop(edgecart_node::telemetry::init(
+            edgecart_node::telemetry::LogFormat::Text,
+        ));
     }
 }
 

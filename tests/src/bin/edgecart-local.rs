@@ -32,7 +32,7 @@ const ADMIN_TOKEN: &str = "local-admin-token-not-secret";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    edgecart_node::telemetry::init(false);
+    let _telemetry = edgecart_node::telemetry::init(edgecart_node::telemetry::LogFormat::Text);
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
 

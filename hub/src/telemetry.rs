@@ -1,0 +1,133 @@
+//! Logging and tracing set-up: `RUST_LOG`-style filtering, human-readable or JSON lines on
+//! stderr, and spans exported over OTLP when the standard OpenTelemetry variables ask for it
+//! (the same rules as the node's: see `edgecart_node::telemetry`; `OTEL_SERVICE_NAME` defaults
+//! to `edgecart-hub`).
+//!
+//! Request ids: every gRPC call runs inside a `grpc` span carrying its method and `request_id`
+//! (see `observability::GrpcLayer`), and both formats print the spans of a line. The tokens
+//! never reach a log line: the configuration's `Debug` leaves them out.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// `--log-format` / `EDGECART_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the current span's fields and the span list.
+    Json,
+}
+
+/// Whether spans are exported (an OTLP endpoint is configured): only then do request spans get a
+/// `trace_id` field, so logs and traces can be joined.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records the OpenTelemetry trace id on `span` (declared with `trace_id = Empty`) when spans
+/// are exported; nothing otherwise.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        let id = span.context().span().span_context().trace_id();
+        span.record("trace_id", tracing::field::display(id));
+    }
+}
+
+/// Keeps the trace exporter alive; dropping it flushes and stops it.
+#[must_use = "dropping it stops the trace exporter"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing the last spans failed");
+        }
+    }
+}
+
+pub fn init(format: LogFormat) -> Telemetry {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let (provider, note) = provider("edgecart-hub");
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("edgecart-hub")));
+    // `try_init`: a second initialisation (tests, several services in one process) is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
+    Telemetry { provider }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The tracer provider the OTEL_* environment asks for, or `None` (tracing off), and a note to
+/// log once logging is up.
+fn provider(default_service: &str) -> (Option<SdkTracerProvider>, Option<String>) {
+    if env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        .is_none()
+    {
+        return (None, None);
+    }
+    let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".into());
+    if protocol != "http/protobuf" {
+        return (
+            None,
+            Some(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported (only http/protobuf): \
+                 traces are off"
+            )),
+        );
+    }
+    let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_string());
+    // The blocking HTTP client starts a runtime of its own: build it off the (async) caller.
+    let built = std::thread::spawn(move || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map(|exporter| {
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(Resource::builder().with_service_name(service).build())
+                    .build()
+            })
+    })
+    .join();
+    match built {
+        Ok(Ok(provider)) => (Some(provider), None),
+        Ok(Err(e)) => (
+            None,
+            Some(format!("the OTLP exporter: {e}; traces are off")),
+        ),
+        Err(_) => (
+            None,
+            Some("the OTLP exporter panicked; traces are off".into()),
+        ),
+    }
+}

@@ -1,0 +1,266 @@
+//! Traces over OTLP/HTTP (protobuf), configured by the standard OpenTelemetry variables: an
+//! OTLP receiver inside this test (a tiny axum server decoding `ExportTraceServiceRequest`)
+//! gets the spans of both services, named by their default `service.name`, and the last ones
+//! arrive because a graceful shutdown flushes them (the batch delay is set far beyond the test).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgecart_e2e::{ADMIN_TOKEN, JWT_SECRET, NODE_TOKEN, bin, wait_until};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use reqwest::Client;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// (service.name, span name, span attributes as `key=value`, trace id in hex)
+type Received = Arc<Mutex<Vec<(String, String, Vec<String>, String)>>>;
+
+async fn otlp_receiver() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+                for rs in req.resource_spans {
+                    let service = rs
+                        .resource
+                        .iter()
+                        .flat_map(|r| r.attributes.iter())
+                        .find(|kv| kv.key == "service.name")
+                        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                            AnyValue::StringValue(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                        let attrs = span
+                            .attributes
+                            .iter()
+                            .map(|kv| {
+                                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                    Some(AnyValue::StringValue(s)) => s.clone(),
+                                    other => format!("{other:?}"),
+                                };
+                                format!("{}={v}", kv.key)
+                            })
+                            .collect();
+                        let trace_id: String =
+                            span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                        sink.lock()
+                            .unwrap()
+                            .push((service.clone(), span.name, attrs, trace_id));
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+/// A binary with OTEL_* set; stderr collected; killed on drop if still running.
+struct Traced {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Traced {
+    fn start(binary: &str, args: &[&str], otlp: SocketAddr, marker: &str) -> Traced {
+        let mut child = Command::new(bin(binary))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env_remove("OTEL_SERVICE_NAME")
+            // No scheduled export during the test: what arrives was flushed at shutdown.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let addr = loop {
+            let found = log.lock().unwrap().iter().find_map(|l| {
+                let rest = l.split(marker).nth(1)?;
+                rest.chars()
+                    .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':'))
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{binary}: {:?}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Traced { child, addr, log }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}: {:?}", self.log.lock().unwrap());
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let node_dir = dir.path().join("node");
+    let mut hub = Traced::start(
+        "edgecart-hub",
+        &[
+            "--data-dir",
+            hub_dir.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--node-token",
+            NODE_TOKEN,
+            "--admin-token",
+            ADMIN_TOKEN,
+        ],
+        otlp,
+        "listening on grpc://",
+    );
+    let hub_url = format!("http://{}", hub.addr);
+    let mut node = Traced::start(
+        "edgecart-node",
+        &[
+            "--node-id",
+            "store-otel",
+            "--data-dir",
+            node_dir.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            JWT_SECRET,
+            "--hub-url",
+            &hub_url,
+            "--hub-token",
+            NODE_TOKEN,
+            "--log-format",
+            "json",
+        ],
+        otlp,
+        "listening on http://",
+    );
+    let client = Client::new();
+    let base = format!("http://{}", node.addr);
+    let r = client
+        .post(format!("{base}/v1/users"))
+        .header("x-request-id", "otel-signup-1")
+        .json(&json!({"email": "otel@shop.test", "name": "Otel", "password": "otel-pass-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // The node's stream is open at the hub before both are stopped.
+    wait_until(
+        WAIT,
+        "the hub to log the node's connection",
+        || async {
+            hub.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("node connected"))
+                .then_some(())
+        },
+        || async { format!("{:?}", hub.log.lock().unwrap()) },
+    )
+    .await;
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing is exported before the batch delay or a shutdown"
+    );
+
+    node.stop();
+    hub.stop();
+    let spans = received.lock().unwrap().clone();
+    let node_request = spans.iter().find(|(service, name, attrs, _)| {
+        service == "edgecart-node"
+            && name == "http"
+            && attrs.iter().any(|a| a == "request_id=otel-signup-1")
+            && attrs.iter().any(|a| a == "path=/v1/users")
+    });
+    let (_, _, _, trace_id) =
+        node_request.unwrap_or_else(|| panic!("no span of the sign-up: {spans:?}"));
+    // The sign-up's log line names the trace its span was exported in.
+    let signup: serde_json::Value = node
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "account created" && l["role"] == "customer")
+        .expect("the sign-up's log line");
+    assert_eq!(signup["span"]["trace_id"], trace_id.as_str(), "{signup}");
+    assert_eq!(signup["span"]["request_id"], "otel-signup-1", "{signup}");
+    let hub_stream = spans.iter().find(|(service, name, attrs, _)| {
+        service == "edgecart-hub"
+            && name == "grpc"
+            && attrs.iter().any(|a| a == "method=edgecart.v1.Sync/Stream")
+    });
+    assert!(
+        hub_stream.is_some(),
+        "no span of the sync stream: {spans:?}"
+    );
+    // No secret travels in span attributes either.
+    let all = format!("{spans:?}");
+    for secret in [NODE_TOKEN, JWT_SECRET, "otel-pass-123"] {
+        assert!(!all.contains(secret), "a span carries a secret: {all}");
+    }
+}

@@ -20,13 +20,14 @@ pub struct Config {
     #[arg(long, env = "EDGECART_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
-    /// Token nodes present on the Sync stream.
-    #[arg(long, env = "EDGECART_NODE_TOKEN", hide_env_values = true)]
-    pub node_token: String,
-
     /// Token operators and tools present to the admin services.
     #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
+
+    /// Optional bootstrap token: it lets a store enroll itself (NodeAdmin/EnrollNode of an id
+    /// not enrolled yet) and nothing else. Remove it once the fleet is enrolled.
+    #[arg(long, env = "EDGECART_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
 
     /// Seed a demo catalog with stock at the hub once (into an empty catalog).
     #[arg(long, env = "EDGECART_DEMO")]

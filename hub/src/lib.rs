@@ -46,18 +46,22 @@ pub use state::Hub;
 
 /// Opens the database and builds the hub's state (seeding the demo catalog when asked).
 pub async fn build(config: &Config) -> anyhow::Result<Hub> {
-    if config.node_token.len() < 16 || config.admin_token.len() < 16 {
-        anyhow::bail!("--node-token and --admin-token must be at least 16 characters");
+    // Stores present credentials the hub issued (NodeAdmin/EnrollNode), no shared token.
+    if config.admin_token.len() < 16 {
+        anyhow::bail!("--admin-token must be at least 16 characters");
+    }
+    // Empty: unset (an orchestrator's way of removing it).
+    if config
+        .bootstrap_token
+        .as_ref()
+        .is_some_and(|t| !t.is_empty() && (t.len() < 16 || *t == config.admin_token))
+    {
+        anyhow::bail!("--bootstrap-token must be at least 16 characters and not the admin token");
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = db::Db::open(&config.db_path()).context("opening the hub database")?;
-    let hub = Hub::new(
-        db,
-        Clock::new(ActorId::hub()),
-        &config.node_token,
-        &config.admin_token,
-    );
+    let hub = Hub::new(db, Clock::new(ActorId::hub()), &config.admin_token);
     if config.demo {
         seed_demo(&hub).await?;
     }
@@ -161,9 +165,10 @@ pub async fn run(
             &hub,
             pb::inventory_admin_server::InventoryAdminServer::new(admin()),
         ))
-        .add_service(admin_only(
-            &hub,
+        // The bootstrap token may call EnrollNode only (checked in each method).
+        .add_service(InterceptedService::new(
             pb::node_admin_server::NodeAdminServer::new(admin()),
+            auth::NodeAdminAuth::new(&hub.admin_token, config.bootstrap_token.as_deref()),
         ))
         .add_service(admin_only(
             &hub,

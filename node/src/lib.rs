@@ -171,7 +171,20 @@ pub async fn run(
             token.clone(),
             stop_sync.clone(),
         ))),
-        (Some(_), None) => anyhow::bail!("--hub-url needs --hub-token"),
+        // Enrolled with a bootstrap token (now, or before: the credential is kept).
+        (Some(url), None) => {
+            let bootstrap = config.hub_bootstrap_token.clone().unwrap_or_default();
+            if bootstrap.is_empty() && !sync::bootstrap::credential_path(&config.data_dir).exists()
+            {
+                anyhow::bail!("--hub-url needs --hub-token (or --hub-bootstrap-token)");
+            }
+            Some(tokio::spawn(sync::bootstrap::run(
+                state.clone(),
+                url.clone(),
+                bootstrap,
+                stop_sync.clone(),
+            )))
+        }
         _ => None,
     };
     let stopping = tokio_util::sync::CancellationToken::new();

@@ -19,7 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-pub const NODE_TOKEN: &str = "test-node-token-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const JWT_SECRET: &str = "e2e-jwt-secret-that-is-long-enough-123";
 pub const ADMIN_EMAIL: &str = "admin@shop.test";
@@ -209,8 +208,6 @@ impl TestHub {
             dir.to_str().expect("utf-8 path"),
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
-            "--node-token",
-            NODE_TOKEN,
             "--admin-token",
             ADMIN_TOKEN,
         ]
@@ -263,6 +260,13 @@ impl TestHub {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Enrolls store `id` at this hub (NodeAdmin/EnrollNode, through `edgecart-admin nodes
+    /// enroll`); returns its credential. A store enrolled before gets an additional one
+    /// (`nodes rotate`): the old ones keep working.
+    pub fn enroll(&self, id: &str) -> String {
+        enroll_at(&self.url(), id)
     }
 
     pub fn kill9(&mut self) {
@@ -350,6 +354,54 @@ impl TestHub {
     }
 }
 
+/// Enrolls store `id` at the hub at `hub_url` with the `edgecart-admin` CLI (`nodes enroll`,
+/// or `nodes rotate` when it was enrolled before); returns the credential it printed.
+pub fn enroll_at(hub_url: &str, id: &str) -> String {
+    let run = |action: &str| {
+        Command::new(bin("edgecart-admin"))
+            .args([
+                "--hub",
+                hub_url,
+                "--token",
+                ADMIN_TOKEN,
+                "nodes",
+                action,
+                id,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("running edgecart-admin: {e}"))
+    };
+    let mut out = run("enroll");
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("enrolled already") {
+        out = run("rotate");
+    }
+    assert!(
+        out.status.success(),
+        "enrolling {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credential = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        credential.starts_with("ecn_"),
+        "enrolling {id}: {credential:?}"
+    );
+    credential
+}
+
+/// A gRPC interceptor adding a bearer token known at run time (a store's credential).
+#[derive(Clone)]
+pub struct Bearer(pub String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+}
+
 /// A gRPC interceptor adding the admin token.
 #[derive(Clone)]
 pub struct AdminToken(pub &'static str);
@@ -375,8 +427,11 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// Starts store `id`; with a hub, enrolls it there first (see [`enroll_at`]) and presents
+    /// its credential.
     pub fn start(id: &str, dir: &Path, hub_url: Option<&str>) -> TestNode {
-        Self::start_with_token(id, dir, hub_url, NODE_TOKEN)
+        let credential = hub_url.map(|url| enroll_at(url, id)).unwrap_or_default();
+        Self::start_with_token(id, dir, hub_url, &credential)
     }
 
     pub fn start_with_token(id: &str, dir: &Path, hub_url: Option<&str>, token: &str) -> TestNode {

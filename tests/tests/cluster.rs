@@ -505,12 +505,15 @@ async fn bad_tokens_and_versions_are_refused() {
     wait_until(
         CONVERGE,
         "the hub to refuse the intruder's stream twice",
-        || async { (hub.proc.log().matches("refused a call").count() >= 2).then_some(()) },
+        || async {
+            (hub.proc.log().matches("refused a node connection").count() >= 2).then_some(())
+        },
         || async { format!("hub:\n{}\nnode:\n{}", hub.proc.log(), node.proc.log()) },
     )
     .await;
     assert!(
-        node.proc.log().contains("Unauthenticated") || node.proc.log().contains("valid node token")
+        node.proc.log().contains("Unauthenticated")
+            || node.proc.log().contains("valid node credential")
     );
     let status = get_json_auth(&client, node.url("/v1/sync/status"), &admin).await;
     assert_eq!(status["hub_connected"], false);
@@ -532,8 +535,10 @@ async fn bad_tokens_and_versions_are_refused() {
     );
 
     // An unsupported protocol version is refused with FAILED_PRECONDITION.
-    let mut sync =
-        pb::sync_client::SyncClient::with_interceptor(ch, AdminToken(edgecart_e2e::NODE_TOKEN));
+    let mut sync = pb::sync_client::SyncClient::with_interceptor(
+        ch,
+        edgecart_e2e::Bearer(hub.enroll("future-node")),
+    );
     let hello = pb::NodeMessage {
         msg: Some(pb::node_message::Msg::Hello(pb::Hello {
             node_id: "future-node".into(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use edgecart_e2e::provider::Provider;
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, stock_at,
+    ADMIN_TOKEN, AdminToken, Bearer, TestHub, TestNode, admin_login, get_json_auth, stock_at,
     wait_until,
 };
 use edgecart_proto::pb;
@@ -30,7 +30,7 @@ async fn shop(hub_args: &[&str], node_args: &[&str]) -> Shop {
         "store-1",
         &dir.path().join("store-1"),
         Some(&hub.url()),
-        NODE_TOKEN,
+        &hub.enroll("store-1"),
         node_args,
     );
     let client = Client::new();
@@ -438,7 +438,7 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
     assert!(report.clean, "{report:?}");
     let mut sync = pb::sync_client::SyncClient::with_interceptor(
         s.hub.channel().await,
-        AdminToken(NODE_TOKEN),
+        Bearer(s.hub.enroll("rogue")),
     );
     let clock =
         edgecart_proto::hlc::Clock::new(edgecart_proto::ids::ActorId::parse("rogue").unwrap());

@@ -69,6 +69,22 @@ pub fn list(
     Ok(rows)
 }
 
+/// The store that reported order `id`, if the hub has it.
+pub fn owner(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT node_id FROM orders WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The store that reported payment `id`, if the hub has it.
+pub fn payment_owner(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT node_id FROM payments WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn apply_payment(
     conn: &Connection,
     id: &str,

@@ -100,8 +100,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = build(&config).await?;
     let addr = listener.local_addr()?;
+    let tls = tls_config(&config, addr)?;
+    let hub = build(&config).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::sync_server::SyncServer<sync::SyncService>>()
@@ -145,8 +146,12 @@ pub async fn run(
         provider,
         stop_worker.clone(),
     ));
-    tracing::info!(%addr, "listening on grpc://{addr}");
-    let server = tonic::transport::Server::builder()
+    tracing::info!(%addr, tls = tls.is_some(), "listening on grpc://{addr}");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_stream_window_size(Some(1 << 20))
@@ -203,6 +208,30 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TLS settings of the gRPC port. Without TLS the hub serves plaintext on loopback only,
+/// unless `--allow-plaintext`: store credentials and customer data cross that port.
+fn tls_config(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        if !addr.ip().is_loopback() && !config.allow_plaintext {
+            anyhow::bail!(
+                "refusing to serve plaintext gRPC on {addr}, a non-loopback address: configure TLS \
+                 with --tls-cert PEM --tls-key PEM (or pass --allow-plaintext behind a \
+                 TLS-terminating proxy or on a network you trust)"
+            );
+        }
+        return Ok(None);
+    };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
 }
 
 /// Queues for the nodes the global stock figures the flusher had not sent yet (they are only

@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "EDGECART_HUB_URL")]
     pub hub_url: Option<String>,
 
+    /// CA certificate(s) (PEM) to trust for an `https://` hub URL, e.g. a private CA; without
+    /// it the system roots are trusted.
+    #[arg(long, env = "EDGECART_HUB_CA")]
+    pub hub_ca: Option<PathBuf>,
+
     /// This store's credential, issued by the hub (`edgecart-admin nodes enroll ID`).
     #[arg(long, env = "EDGECART_HUB_TOKEN", hide_env_values = true)]
     pub hub_token: Option<String>,

@@ -164,10 +164,20 @@ pub async fn run(
             stop_sync.clone(),
         ))
     });
+    let hub_ca = match &config.hub_ca {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("reading --hub-ca {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let link = |url: &String| sync::client::HubLink {
+        url: url.clone(),
+        ca_pem: hub_ca.clone(),
+    };
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
             state.clone(),
-            url.clone(),
+            link(url),
             token.clone(),
             stop_sync.clone(),
         ))),
@@ -180,7 +190,7 @@ pub async fn run(
             }
             Some(tokio::spawn(sync::bootstrap::run(
                 state.clone(),
-                url.clone(),
+                link(url),
                 bootstrap,
                 stop_sync.clone(),
             )))

@@ -56,6 +56,12 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `binary` (from [`bin`]) with `args`; returns once it logged `marker` followed by
+    /// its address (panics after 30 s).
+    pub fn start(binary: &str, args: &[String], marker: &str) -> Proc {
+        Self::spawn(binary, args, marker)
+    }
+
     fn spawn(binary: &str, args: &[String], marker: &str) -> Proc {
         Self::spawn_cmd(binary, Command::new(bin(binary)), args, marker)
     }

@@ -1,6 +1,7 @@
 //! `edgecart-admin`: call the hub's admin services from a shell.
 //!
 //!   edgecart-admin --hub http://127.0.0.1:50051 --token T nodes
+//!   edgecart-admin --hub https://hub.example:50051 --hub-ca ca.pem --token T nodes
 //!   edgecart-admin ... nodes decommission store-3 [--force]
 //!   edgecart-admin ... nodes enroll store-3 [--no-catalog-edits]   (prints the credential)
 //!   edgecart-admin ... nodes rotate store-3                         (prints a new credential)
@@ -15,7 +16,7 @@
 use clap::{Parser, Subcommand};
 use edgecart_proto::pb;
 use tonic::service::Interceptor;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Request, Status};
 
 #[derive(Parser)]
@@ -28,6 +29,9 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     hub: String,
+    /// CA certificate(s) (PEM) to trust for an `https://` hub URL (default: the system roots).
+    #[arg(long, env = "EDGECART_HUB_CA")]
+    hub_ca: Option<std::path::PathBuf>,
     /// The hub's admin token.
     #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
@@ -119,7 +123,19 @@ impl Interceptor for Token {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let channel: Channel = Channel::from_shared(cli.hub.clone())?.connect().await?;
+    let mut endpoint = Channel::from_shared(cli.hub.clone())?;
+    if cli.hub.starts_with("https://") {
+        let tls = match &cli.hub_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading --hub-ca {}: {e}", path.display()))?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel: Channel = endpoint.connect().await?;
     let token = Token(cli.token.clone());
     let catalog = || {
         pb::catalog_admin_client::CatalogAdminClient::with_interceptor(

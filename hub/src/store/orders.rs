@@ -92,8 +92,10 @@ pub fn apply_payment(
     payload: &str,
     version: &str,
 ) -> Result<()> {
+    // The card token goes to the ledger (until settled), never into this read copy.
     conn.prepare_cached(
-        "INSERT INTO payments (id, node_id, payload, version) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO payments (id, node_id, payload, version)
+         VALUES (?1, ?2, json_remove(?3, '$.card_token'), ?4)
          ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, version = excluded.version
          WHERE excluded.version > payments.version",
     )?

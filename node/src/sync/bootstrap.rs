@@ -10,6 +10,7 @@ use std::time::Duration;
 use edgecart_proto::pb;
 use tokio_util::sync::CancellationToken;
 
+use super::client::HubLink;
 use crate::state::AppState;
 
 const RETRY: Duration = Duration::from_secs(2);
@@ -20,13 +21,13 @@ pub fn credential_path(data_dir: &Path) -> PathBuf {
 
 /// Obtains this store's credential (kept, or enrolled now, retrying while the hub is
 /// unreachable), then runs the sync client with it until `shutdown`.
-pub async fn run(state: AppState, url: String, bootstrap: String, shutdown: CancellationToken) {
+pub async fn run(state: AppState, hub: HubLink, bootstrap: String, shutdown: CancellationToken) {
     let file = credential_path(&state.data_dir);
     let credential = loop {
         if let Ok(kept) = tokio::fs::read_to_string(&file).await {
             break kept.trim().to_string();
         }
-        match enroll(&url, &bootstrap, state.node_id.as_str()).await {
+        match enroll(&hub, &bootstrap, state.node_id.as_str()).await {
             Ok(credential) => match keep(&file, &credential) {
                 Ok(()) => {
                     tracing::info!("enrolled at the hub with the bootstrap token; credential kept");
@@ -47,12 +48,13 @@ pub async fn run(state: AppState, url: String, bootstrap: String, shutdown: Canc
             _ = shutdown.cancelled() => return,
         }
     };
-    super::client::run(state, url, credential, shutdown).await;
+    super::client::run(state, hub, credential, shutdown).await;
 }
 
-async fn enroll(url: &str, bootstrap: &str, node_id: &str) -> Result<String, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|_| tonic::Status::invalid_argument("the hub URL is not valid"))?
+async fn enroll(hub: &HubLink, bootstrap: &str, node_id: &str) -> Result<String, tonic::Status> {
+    let channel = hub
+        .endpoint()
+        .map_err(|e| tonic::Status::invalid_argument(format!("the hub URL: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await

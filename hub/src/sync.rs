@@ -202,13 +202,11 @@ where
     F: FnOnce(&rusqlite::Transaction) -> crate::error::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let (n, c) = (node.to_string(), credential.to_string());
+    let (n, c) = (node.clone(), credential.to_string());
     hub.db
         .write(move |tx| {
-            if nodes::is_decommissioned(tx, &n)? {
-                return Ok(Err(decommissioned(
-                    &ActorId::parse(&n).unwrap_or_else(|_| ActorId::hub()),
-                )));
+            if nodes::is_decommissioned(tx, n.as_str())? {
+                return Ok(Err(decommissioned(&n)));
             }
             if !credentials::is_active(tx, &c)? {
                 return Ok(Err(Ended::Revoked.status()));

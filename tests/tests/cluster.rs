@@ -77,6 +77,32 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
     let c = cluster(3);
     let client = Client::new();
     let (_, mut inventory, _) = admin_clients(&c.hub).await;
+    // Every store known to the hub before the delivery, so that its allocation is the one the
+    // assertions below describe (a store arriving later takes its floor from the reserve).
+    let node_admin = pb::node_admin_client::NodeAdminClient::with_interceptor(
+        c.hub.channel().await,
+        AdminToken(ADMIN_TOKEN),
+    );
+    wait_until(
+        CONVERGE,
+        "every store connected to the hub",
+        || {
+            let mut admin = node_admin.clone();
+            async move {
+                let nodes = admin.list_nodes(pb::ListNodesRequest {}).await.ok()?;
+                (nodes
+                    .into_inner()
+                    .nodes
+                    .iter()
+                    .filter(|n| n.connected)
+                    .count()
+                    == 3)
+                    .then_some(())
+            }
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
 
     // A product created at the hub appears at every node; stock received at the hub is
     // allocated to every node (floor 5 each, the rest by share, 10% kept in reserve).

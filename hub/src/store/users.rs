@@ -80,8 +80,9 @@ pub fn apply(
     Ok(true)
 }
 
-/// Every account with its version, for a node's snapshot.
-/// One page of every account after id `after`, as sync changes `(entity, id, version, payload)`.
+/// One page of the customer accounts after id `after`, as sync changes `(entity, id, version,
+/// payload)`, for a node's snapshot. Accounts of other roles a hub got before stores were
+/// restricted are not sent: they stay at the store that made them.
 pub fn snapshot(
     conn: &Connection,
     after: &str,
@@ -89,7 +90,7 @@ pub fn snapshot(
 ) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version
-         FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
+         FROM users WHERE id > ?1 AND role = 'customer' ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(rusqlite::params![after, limit as i64], |r| {
         let u = UserPayload {

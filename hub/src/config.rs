@@ -20,13 +20,27 @@ pub struct Config {
     #[arg(long, env = "EDGECART_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
-    /// Token nodes present on the Sync stream.
-    #[arg(long, env = "EDGECART_NODE_TOKEN", hide_env_values = true)]
-    pub node_token: String,
+    /// TLS certificate chain (PEM) of the gRPC port; with --tls-key.
+    #[arg(long, env = "EDGECART_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the gRPC port; with --tls-cert.
+    #[arg(long, env = "EDGECART_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plaintext gRPC on a non-loopback address (behind a TLS-terminating proxy, or on a
+    /// private network you trust). Without TLS and without this, only loopback is served.
+    #[arg(long, env = "EDGECART_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
 
     /// Token operators and tools present to the admin services.
     #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
+
+    /// Optional bootstrap token: it lets a store enroll itself (NodeAdmin/EnrollNode of an id
+    /// not enrolled yet) and nothing else. Remove it once the fleet is enrolled.
+    #[arg(long, env = "EDGECART_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
 
     /// Seed a demo catalog with stock at the hub once (into an empty catalog).
     #[arg(long, env = "EDGECART_DEMO")]
@@ -91,6 +105,8 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("grpc_addr", &self.grpc_addr)
             .field("metrics_addr", &self.metrics_addr)
+            .field("tls_cert", &self.tls_cert)
+            .field("allow_plaintext", &self.allow_plaintext)
             .field("demo", &self.demo)
             .field("payment_provider", &self.payment_provider)
             .field("provider_url", &self.provider_url)

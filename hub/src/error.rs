@@ -15,6 +15,12 @@ pub enum HubError {
     /// FAILED_PRECONDITION: the request conflicts with the current state.
     #[error("{0}")]
     Precondition(String),
+    /// ALREADY_EXISTS.
+    #[error("{0}")]
+    Exists(String),
+    /// PERMISSION_DENIED: the caller may not do this (e.g. a store writing what it does not own).
+    #[error("{0}")]
+    Forbidden(String),
     /// UNAVAILABLE: the hub's storage is failing (disk full, I/O error, read-only file, locked):
     /// nothing of the operation was kept; the caller retries later.
     #[error("the hub's storage is failing: {0}")]
@@ -95,6 +101,8 @@ impl From<HubError> for Status {
             }
             HubError::NotFound(what) => Status::not_found(format!("{what} not found")),
             HubError::Precondition(msg) => Status::failed_precondition(msg),
+            HubError::Exists(msg) => Status::already_exists(msg),
+            HubError::Forbidden(msg) => Status::permission_denied(msg),
             HubError::Storage(msg) => {
                 tracing::error!(error = %msg, "the hub's storage is failing");
                 Status::unavailable(STORAGE_UNAVAILABLE)

@@ -51,18 +51,22 @@ pub use telemetry::init as init_telemetry;
 
 /// Opens the database and builds the hub's state (seeding the demo catalog when asked).
 pub async fn build(config: &Config) -> anyhow::Result<Hub> {
-    if config.node_token.len() < 16 || config.admin_token.len() < 16 {
-        anyhow::bail!("--node-token and --admin-token must be at least 16 characters");
+    // Stores present credentials the hub issued (NodeAdmin/EnrollNode), no shared token.
+    if config.admin_token.len() < 16 {
+        anyhow::bail!("--admin-token must be at least 16 characters");
+    }
+    // Empty: unset (an orchestrator's way of removing it).
+    if config
+        .bootstrap_token
+        .as_ref()
+        .is_some_and(|t| !t.is_empty() && (t.len() < 16 || *t == config.admin_token))
+    {
+        anyhow::bail!("--bootstrap-token must be at least 16 characters and not the admin token");
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = db::Db::open(&config.db_path()).context("opening the hub database")?;
-    let hub = Hub::new(
-        db,
-        Clock::new(ActorId::hub()),
-        &config.node_token,
-        &config.admin_token,
-    );
+    let hub = Hub::new(db, Clock::new(ActorId::hub()), &config.admin_token);
     if config.demo {
         seed_demo(&hub).await?;
     }
@@ -101,8 +105,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = build(&config).await?;
     let addr = listener.local_addr()?;
+    let tls = tls_config(&config, addr)?;
+    let hub = build(&config).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::sync_server::SyncServer<sync::SyncService>>()
@@ -156,8 +161,12 @@ pub async fn run(
         provider,
         stop_worker.clone(),
     ));
-    tracing::info!(%addr, "listening on grpc://{addr}");
-    let server = tonic::transport::Server::builder()
+    tracing::info!(%addr, tls = tls.is_some(), "listening on grpc://{addr}");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_stream_window_size(Some(1 << 20))
@@ -177,9 +186,10 @@ pub async fn run(
             &hub,
             pb::inventory_admin_server::InventoryAdminServer::new(admin()),
         ))
-        .add_service(admin_only(
-            &hub,
+        // The bootstrap token may call EnrollNode only (checked in each method).
+        .add_service(InterceptedService::new(
             pb::node_admin_server::NodeAdminServer::new(admin()),
+            auth::NodeAdminAuth::new(&hub.admin_token, config.bootstrap_token.as_deref()),
         ))
         .add_service(admin_only(
             &hub,
@@ -217,6 +227,30 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TLS settings of the gRPC port. Without TLS the hub serves plaintext on loopback only,
+/// unless `--allow-plaintext`: store credentials and customer data cross that port.
+fn tls_config(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        if !addr.ip().is_loopback() && !config.allow_plaintext {
+            anyhow::bail!(
+                "refusing to serve plaintext gRPC on {addr}, a non-loopback address: configure TLS \
+                 with --tls-cert PEM --tls-key PEM (or pass --allow-plaintext behind a \
+                 TLS-terminating proxy or on a network you trust)"
+            );
+        }
+        return Ok(None);
+    };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
 }
 
 /// Queues for the nodes the global stock figures the flusher had not sent yet (they are only

@@ -100,7 +100,11 @@ fn register() {
     );
     describe_counter!(
         "edgecart_hub_refused_changes_total",
-        "Node changes refused (skipped, not retried), by reason."
+        "Node changes refused (skipped and acknowledged, not retried), by reason; forbidden: the store may not write it."
+    );
+    describe_counter!(
+        "edgecart_hub_refused_connections_total",
+        "Sync connections refused, by reason (e.g. a revoked or unknown credential)."
     );
     describe_gauge!(
         "edgecart_hub_payments",
@@ -149,7 +153,13 @@ fn register() {
         let _ = histogram!("edgecart_hub_provider_request_duration_seconds", "operation" => op);
     }
     counter!("edgecart_hub_stream_errors_total", "code" => "Unavailable").absolute(0);
-    for r in ["invalid", "not_found", "precondition", "internal"] {
+    for r in [
+        "forbidden",
+        "invalid",
+        "not_found",
+        "precondition",
+        "internal",
+    ] {
         counter!("edgecart_hub_refused_changes_total", "reason" => r).absolute(0);
     }
     let _ = histogram!("edgecart_hub_sqlite_write_duration_seconds");
@@ -174,7 +184,9 @@ pub fn refused(e: &HubError) {
     let reason = match e {
         HubError::Invalid { .. } => "invalid",
         HubError::NotFound(_) => "not_found",
-        HubError::Precondition(_) => "precondition",
+        HubError::Precondition(_) | HubError::Exists(_) => "precondition",
+        // The store restriction: an entry the sending store may not write.
+        HubError::Forbidden(_) => "forbidden",
         HubError::Storage(_) | HubError::Internal(_) => "internal",
     };
     counter!("edgecart_hub_refused_changes_total", "reason" => reason).increment(1);

@@ -19,7 +19,7 @@ pub use snapshot::Snapshot;
 
 use crate::allocation::{self, Policy};
 use crate::error::{HubError, Result};
-use crate::store::{catalog, changes, nodes, orders, stock, users};
+use crate::store::{catalog, changes, credentials, nodes, orders, stock, users};
 
 /// Sales in this window count as "recent" for the allocation policy.
 const SALES_WINDOW_MS: i64 = 60 * 60 * 1000;
@@ -44,6 +44,11 @@ pub fn apply_batch(
             "node {node} is decommissioned"
         )));
     }
+    // Unenrolled nodes cannot connect; a missing row (tests driving this directly) keeps the
+    // default policy.
+    let catalog_edits =
+        credentials::enrollment(conn, node.as_str())?.is_none_or(|e| e.catalog_edits);
+    let mut refused = 0u64;
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
     let mut handed_back = BTreeSet::new();
@@ -57,7 +62,7 @@ pub fn apply_batch(
             continue;
         }
         cursor = change.seq;
-        if let Err(e) = apply_one(conn, clock, node, change, &mut cells) {
+        if let Err(e) = apply_one(conn, clock, node, catalog_edits, change, &mut cells) {
             // A storage failure (full disk, I/O error) is not the entry's fault: the whole batch
             // fails, nothing of it is kept and the node sends it again. SQLite may also have
             // rolled the transaction back already; carrying on would then commit the rest of
@@ -70,6 +75,17 @@ pub fn apply_batch(
                         change.seq
                     )),
                 });
+            }
+            // The store restriction: never applied, counted, acknowledged with the rest (the
+            // stream must not wedge). Logged by kind and id only: the payload may carry
+            // password hashes or card tokens.
+            if let HubError::Forbidden(why) = &e {
+                refused += 1;
+                crate::observability::refused(&e);
+                tracing::warn!(node = %node, seq = change.seq, entity = %entity_label(&change.entity),
+                    entity_id = %change.entity_id.chars().take(64).collect::<String>(), reason = %why,
+                    "refused a change the store may not write");
+                continue;
             }
             // A malformed entry is skipped (and counted), not retried forever: the rest of the
             // stream must keep flowing.
@@ -103,7 +119,11 @@ pub fn apply_batch(
         prune_sales(conn)?;
     }
     nodes::set_node_cursor(conn, node.as_str(), cursor)?;
-    Ok(Applied { cursor, touched })
+    Ok(Applied {
+        cursor,
+        touched,
+        refused,
+    })
 }
 
 /// What applying a batch did.
@@ -114,6 +134,25 @@ pub struct Applied {
     /// Products whose global stock changed: the other nodes must hear of it (coalesced, see
     /// [`flush_others`]).
     pub touched: BTreeSet<String>,
+    /// Entries refused by the store restriction (skipped, acknowledged).
+    pub refused: u64,
+}
+
+/// An entity name fit for a log field or a metric label (the sender chose it).
+fn entity_label(entity: &str) -> &'static str {
+    match entity {
+        entity::USER => entity::USER,
+        entity::CATEGORY => entity::CATEGORY,
+        entity::PRODUCT => entity::PRODUCT,
+        entity::STOCK => entity::STOCK,
+        entity::ORDER => entity::ORDER,
+        entity::PAYMENT => entity::PAYMENT,
+        _ => "other",
+    }
+}
+
+fn forbidden(why: &str) -> HubError {
+    HubError::Forbidden(why.to_string())
 }
 
 /// Tells every node the other actors' net stock of `products`. Called for the products that
@@ -133,9 +172,12 @@ fn apply_one(
     conn: &Connection,
     clock: &Clock,
     node: &ActorId,
+    catalog_edits: bool,
     change: &pb::Change,
     cells: &mut BTreeMap<(String, EntryKey), u64>,
 ) -> Result<()> {
+    // NodeRestriction (docs/security.md): every entry is authorized against the sending store,
+    // whose identity came from its credential. Checked before anything of the entry is applied.
     let version: Timestamp = change
         .version
         .parse()
@@ -146,7 +188,26 @@ fn apply_one(
     match change.entity.as_str() {
         entity::USER => {
             let u: UserPayload = serde_json::from_str(json)?;
-            users::apply(conn, &u, version, || clock.now().to_string())?;
+            // Admin and staff accounts stay local to the store that made them (or are made at
+            // the hub): a store may only report customers, and only those registered at it.
+            if u.role != "customer" {
+                return Err(forbidden("a store may only report customer accounts"));
+            }
+            if u.id != change.entity_id {
+                return Err(HubError::invalid("user.id", "differs from the entry's id"));
+            }
+            match users::origin(conn, &u.id)? {
+                Some(Some(origin)) if origin != node.as_str() => {
+                    return Err(forbidden("the account was registered at another store"));
+                }
+                _ => {}
+            }
+            users::apply(conn, &u, node.as_str(), version, || clock.now().to_string())?;
+        }
+        entity::CATEGORY | entity::PRODUCT if !catalog_edits => {
+            return Err(forbidden(
+                "the hub's policy does not let this store edit the catalog",
+            ));
         }
         entity::CATEGORY => {
             catalog::apply_category(
@@ -169,28 +230,40 @@ fn apply_one(
                 EntryKey::Inc(a) | EntryKey::Dec(a) => a,
                 EntryKey::Xfer { from, .. } => from,
             };
+            // inc[self], dec[self], xfer[self→x]: never another actor's cell, so never a
+            // transfer out of the hub or another store.
             if owner != node {
-                return Err(HubError::invalid(
-                    "entry",
-                    "a node may only write its own cells",
-                ));
+                return Err(forbidden("a store may only write its own stock cells"));
             }
             let cell = cells.entry((s.product_id, s.entry.key)).or_insert(0);
             *cell = (*cell).max(s.entry.value);
         }
         entity::ORDER => {
             let o: OrderPayload = serde_json::from_str(json)?;
-            if o.node_id != node.as_str() {
-                return Err(HubError::invalid(
-                    "order.node_id",
-                    "a node may only report its own orders",
-                ));
+            if o.node_id != node.as_str() || o.id != change.entity_id {
+                return Err(forbidden("a store may only report its own orders"));
+            }
+            // An order id another store reported stays that store's.
+            if orders::owner(conn, &o.id)?.is_some_and(|owner| owner != node.as_str()) {
+                return Err(forbidden("the order belongs to another store"));
             }
             orders::apply(conn, &o, version)?;
         }
         entity::PAYMENT => {
-            orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?;
             let p: edgecart_proto::sync::PaymentPayload = serde_json::from_str(json)?;
+            if p.id != change.entity_id {
+                return Err(HubError::invalid(
+                    "payment.id",
+                    "differs from the entry's id",
+                ));
+            }
+            if orders::payment_owner(conn, &p.id)?.is_some_and(|owner| owner != node.as_str()) {
+                return Err(forbidden("the payment belongs to another store"));
+            }
+            if orders::owner(conn, &p.order_id)?.is_some_and(|owner| owner != node.as_str()) {
+                return Err(forbidden("the payment's order belongs to another store"));
+            }
+            orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?;
             crate::payments::ledger::record(conn, node.as_str(), &p)?;
         }
         other => {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use edgecart_proto::hlc::Clock;
+use tokio::sync::watch;
 
 use crate::db::Db;
 
@@ -12,10 +13,13 @@ use crate::db::Db;
 pub struct Hub {
     pub db: Db,
     pub clock: Arc<Clock>,
-    pub node_token: Arc<str>,
     pub admin_token: Arc<str>,
     // A std Mutex: held only to insert/remove/read a map entry, never across an await.
-    live: Arc<Mutex<HashMap<String, u64>>>,
+    live: Arc<Mutex<HashMap<String, Live>>>,
+    /// Refused Sync connections by reason, and refused change entries (for tests and
+    /// operators; also exported as metrics).
+    refused: Arc<Mutex<HashMap<&'static str, u64>>>,
+    refused_changes: Arc<AtomicU64>,
     sessions: Arc<AtomicU64>,
     /// Products whose global stock changed and whose `stock_others` updates are not sent yet.
     dirty: Arc<Mutex<BTreeSet<String>>>,
@@ -25,39 +29,97 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(db: Db, clock: Clock, node_token: &str, admin_token: &str) -> Hub {
+    pub fn new(db: Db, clock: Clock, admin_token: &str) -> Hub {
         Hub {
             db,
             clock: Arc::new(clock),
-            node_token: node_token.into(),
             admin_token: admin_token.into(),
             live: Arc::default(),
+            refused: Arc::default(),
+            refused_changes: Arc::default(),
             sessions: Arc::default(),
             dirty: Arc::default(),
             acks: Arc::default(),
         }
     }
 
-    /// Marks a node connected; returns the session id to pass to `disconnect`.
-    pub fn connect(&self, node: &str) -> u64 {
+    /// Marks a node connected with credential `credential`; returns the session id to pass to
+    /// `disconnect`, and what ends the stream early (see [`Ended`]). One live stream per store:
+    /// a stream already open for `node` is ended (it was replaced by this one).
+    pub fn connect(&self, node: &str, credential: &str) -> (u64, watch::Receiver<Option<Ended>>) {
         let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         self.acks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(node);
-        self.live
+        let (end, ended) = watch::channel(None);
+        let live = Live {
+            session,
+            credential: credential.to_string(),
+            end,
+        };
+        let old = self
+            .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(node.to_string(), session);
-        session
+            .insert(node.to_string(), live);
+        if let Some(old) = old {
+            tracing::info!(node, "a newer stream of the store replaces its open one");
+            old.end.send_replace(Some(Ended::Replaced));
+        }
+        (session, ended)
     }
 
     /// Marks a node disconnected, unless a newer stream of the same node replaced this one.
     pub fn disconnect(&self, node: &str, session: u64) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.get(node) == Some(&session) {
+        if live.get(node).is_some_and(|l| l.session == session) {
             live.remove(node);
         }
+    }
+
+    /// Ends `node`'s live stream if it runs on one of `credentials`; true if there was one.
+    pub fn end_revoked(&self, node: &str, credentials: &[String]) -> bool {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live.get(node) {
+            Some(l) if credentials.contains(&l.credential) => {
+                l.end.send_replace(Some(Ended::Revoked));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts a refused Sync connection (by a fixed reason: never anything the caller sent).
+    pub fn count_refused(&self, reason: &'static str) {
+        metrics::counter!("edgecart_hub_refused_connections_total", "reason" => reason)
+            .increment(1);
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_insert(0) += 1;
+    }
+
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts change entries refused by the store restriction.
+    pub fn count_refused_changes(&self, n: u64) {
+        if n > 0 {
+            self.refused_changes.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn refused_changes(&self) -> u64 {
+        self.refused_changes.load(Ordering::Relaxed)
     }
 
     pub fn mark_dirty(&self, products: BTreeSet<String>) {
@@ -94,5 +156,34 @@ impl Hub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(node)
+    }
+}
+
+/// A store's live stream.
+struct Live {
+    session: u64,
+    credential: String,
+    end: watch::Sender<Option<Ended>>,
+}
+
+/// Why the hub ends a store's live stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Another stream of the same store was opened.
+    Replaced,
+    /// The credential of the stream was revoked.
+    Revoked,
+}
+
+impl Ended {
+    pub fn status(self) -> tonic::Status {
+        match self {
+            // ABORTED: the store's newer stream goes on; a node whose stream this was
+            // reconnects with back-off like after any lost stream.
+            Ended::Replaced => tonic::Status::aborted(
+                "replaced by a newer stream of the same store: one live stream per store",
+            ),
+            Ended::Revoked => tonic::Status::unauthenticated("this store's credential was revoked"),
+        }
     }
 }

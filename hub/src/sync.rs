@@ -12,7 +12,7 @@ use edgecart_proto::pb::sync_server::Sync;
 use edgecart_proto::pb::{self, hub_message, node_message};
 use edgecart_proto::sync::{MAX_BATCH, PROTOCOL_VERSION, RELEASE, is_supported};
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,8 +20,8 @@ use tracing::Instrument as _;
 
 use crate::auth;
 use crate::replication;
-use crate::state::Hub;
-use crate::store::{changes, nodes};
+use crate::state::{Ended, Hub};
+use crate::store::{changes, credentials, nodes};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a streaming node's acknowledged cursor is written down (and compaction runs).
@@ -52,7 +52,8 @@ impl Sync for SyncService {
         &self,
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        auth::check(request.metadata(), &self.hub.node_token, "node")?;
+        // The store is who its credential says, whatever its Hello claims.
+        let (node, credential) = authenticate(&self.hub, request.metadata()).await?;
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(pb::NodeMessage {
@@ -65,8 +66,16 @@ impl Sync for SyncService {
                 ));
             }
         };
-        let node = ActorId::parse(&hello.node_id)
-            .map_err(|e| Status::invalid_argument(format!("hello.node_id: {e}")))?;
+        if hello.node_id != node.as_str() {
+            // Refused before anything is written or connected: the named store's own stream,
+            // if any, goes on undisturbed.
+            self.hub.count_refused("wrong_store");
+            tracing::warn!(node = %node, named = %ActorId::parse(&hello.node_id).map_or("<invalid>".into(), |a| a.to_string()),
+                "refused a Hello naming another store than the credential's");
+            return Err(Status::permission_denied(format!(
+                "hello.node_id: this credential was issued to store {node}, not to the store named"
+            )));
+        }
         if !is_supported(hello.protocol_version) {
             tracing::warn!(node = %node, version = hello.protocol_version, release = %hello.release,
                 "refused a node speaking an unsupported protocol version");
@@ -90,7 +99,7 @@ impl Sync for SyncService {
             return Err(decommissioned(&node));
         }
         let (clock, n, h) = (self.hub.clock.clone(), node.clone(), hello.clone());
-        let session = write_as_active(&self.hub, &node, move |tx| {
+        let session = write_as_active(&self.hub, &node, &credential, move |tx| {
             replication::hello(tx, &clock, &n, &h)
         })
         .await
@@ -99,7 +108,7 @@ impl Sync for SyncService {
                 tracing::warn!(node = %node, "refused a decommissioned node");
             }
         })?;
-        let live = self.hub.connect(node.as_str());
+        let (live, mut ended) = self.hub.connect(node.as_str(), &credential);
         tracing::info!(node = %node, release = %hello.release, node_cursor = session.node_cursor,
             hub_cursor = session.hub_cursor, resync = session.resync, "node connected");
 
@@ -127,7 +136,7 @@ impl Sync for SyncService {
         let (hub, shutdown) = (self.hub.clone(), self.shutdown.clone());
         tokio::spawn(async move {
             let outcome = tokio::select! {
-                outcome = receive(&hub, &node, inbound, &out, &shutdown) => outcome,
+                outcome = receive(&hub, &node, &credential, inbound, &out, &shutdown, &mut ended) => outcome,
                 // The writer ended the stream (with a status, e.g. the node was decommissioned,
                 // or because the node is gone): stop reading too, so the session ends.
                 _ = &mut sender => Ok(()),
@@ -154,36 +163,89 @@ fn decommissioned(node: &ActorId) -> Status {
     ))
 }
 
-/// Runs `f` in a write transaction unless `node` was decommissioned (PERMISSION_DENIED). The
-/// check is in the same transaction, so nothing a retired node sends lands after the hub took
-/// its stock cells over.
-async fn write_as_active<T, F>(hub: &Hub, node: &ActorId, f: F) -> Result<T, Status>
+/// Who a Sync call is: the store its credential was issued to. Every refusal is counted by
+/// reason and answered UNAUTHENTICATED; nothing of the presented token is logged.
+async fn authenticate(
+    hub: &Hub,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<(ActorId, String), Status> {
+    let refuse = |reason: &'static str| {
+        hub.count_refused(reason);
+        tracing::warn!(reason, "refused a node connection");
+        Status::unauthenticated("a valid node credential is required")
+    };
+    let Some((id, hash)) = auth::parse(auth::bearer(metadata)) else {
+        return Err(refuse("malformed"));
+    };
+    let id = id.to_string();
+    let lookup = id.clone();
+    let Some(row) = hub.db.read(move |c| credentials::get(c, &lookup)).await? else {
+        return Err(refuse("unknown"));
+    };
+    if !auth::constant_time_eq(&row.secret_sha256, &hash) {
+        return Err(refuse("wrong_secret"));
+    }
+    if row.revoked {
+        hub.count_refused("revoked");
+        tracing::warn!(node = %row.node_id, credential_id = %id, reason = "revoked", "refused a node connection");
+        return Err(Ended::Revoked.status());
+    }
+    let node = ActorId::parse(&row.node_id)
+        .map_err(|_| crate::error::HubError::Internal("a stored node id is invalid".into()))?;
+    Ok((node, id))
+}
+
+/// Runs `f` in a write transaction unless `node` was decommissioned (PERMISSION_DENIED) or the
+/// stream's credential was revoked (UNAUTHENTICATED). The checks are in the same transaction,
+/// so nothing a retired node sends lands after the hub took its stock cells over, and nothing
+/// lands from a credential once its revocation committed.
+async fn write_as_active<T, F>(
+    hub: &Hub,
+    node: &ActorId,
+    credential: &str,
+    f: F,
+) -> Result<T, Status>
 where
     F: FnOnce(&rusqlite::Transaction) -> crate::error::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let n = node.to_string();
+    let (n, c) = (node.clone(), credential.to_string());
     hub.db
         .write(move |tx| {
-            if nodes::is_decommissioned(tx, &n)? {
-                return Ok(None);
+            if nodes::is_decommissioned(tx, n.as_str())? {
+                return Ok(Err(decommissioned(&n)));
             }
-            f(tx).map(Some)
+            if !credentials::is_active(tx, &c)? {
+                return Ok(Err(Ended::Revoked.status()));
+            }
+            f(tx).map(Ok)
         })
         .await?
-        .ok_or_else(|| decommissioned(node))
+}
+
+/// Resolves when the hub ends this stream (replaced by a newer one, or revoked).
+async fn ended_by_hub(ended: &mut watch::Receiver<Option<Ended>>) -> Status {
+    let why = match ended.wait_for(Option::is_some).await {
+        Ok(why) => *why,
+        // The sender went without a reason: only after this stream was already over.
+        Err(_) => None,
+    };
+    why.map_or_else(|| Status::aborted("stream ended by the hub"), Ended::status)
 }
 
 /// Applies what the node sends until the stream ends.
 async fn receive(
     hub: &Hub,
     node: &ActorId,
+    credential: &str,
     mut inbound: Streaming<pb::NodeMessage>,
     out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     shutdown: &tokio_util::sync::CancellationToken,
+    ended: &mut watch::Receiver<Option<Ended>>,
 ) -> Result<(), Status> {
     let mut acked: Option<i64> = None;
-    let outcome = receive_loop(hub, node, &mut inbound, out, &mut acked, shutdown).await;
+    let ends = Ends { shutdown, ended };
+    let outcome = receive_loop(hub, node, credential, &mut inbound, out, &mut acked, ends).await;
     if let Some(seq) = acked {
         // Best effort: a stale cursor only delays compaction, and the node tells its real cursor
         // in its next Hello. Must not hide why the stream ended.
@@ -221,20 +283,29 @@ async fn persist_ack(
     written
 }
 
+/// What ends a stream from the hub's side: its shutdown, or the hub replacing or revoking it.
+struct Ends<'a> {
+    shutdown: &'a tokio_util::sync::CancellationToken,
+    ended: &'a mut watch::Receiver<Option<Ended>>,
+}
+
 async fn receive_loop(
     hub: &Hub,
     node: &ActorId,
+    credential: &str,
     inbound: &mut Streaming<pb::NodeMessage>,
     out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     acked: &mut Option<i64>,
-    shutdown: &tokio_util::sync::CancellationToken,
+    ends: Ends<'_>,
 ) -> Result<(), Status> {
+    let Ends { shutdown, ended } = ends;
     let mut last_persist = tokio::time::Instant::now();
     // Shutdown is checked only between messages: a batch or top-up being applied finishes and
     // is answered first. The node takes UNAVAILABLE like any lost stream: reconnect, back-off.
     while let Some(message) = tokio::select! {
         m = inbound.next() => m,
         _ = shutdown.cancelled() => return Err(Status::unavailable("hub shutting down")),
+        status = ended_by_hub(ended) => return Err(status),
     } {
         let Some(m) = message?.msg else { continue };
         match m {
@@ -245,10 +316,11 @@ async fn receive_loop(
                 let (clock, n, received) = (hub.clock.clone(), node.clone(), batch.changes.len());
                 // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
                 // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
-                let applied = write_as_active(hub, node, move |tx| {
+                let applied = write_as_active(hub, node, credential, move |tx| {
                     replication::apply_batch(tx, &clock, &n, &batch.changes)
                 })
                 .await?;
+                hub.count_refused_changes(applied.refused);
                 let cursor = applied.cursor;
                 crate::observability::merged(node.as_str(), received);
                 hub.mark_dirty(applied.touched);
@@ -296,7 +368,7 @@ async fn receive_loop(
                     .ok_or_else(|| Status::invalid_argument("top_up.quantity: must be positive"))?;
                 let (clock, n, product) = (hub.clock.clone(), node.clone(), req.product_id.clone());
                 // Granted only once committed; a failed write ends the stream like a failed batch.
-                let (granted, transfer) = write_as_active(hub, node, move |tx| {
+                let (granted, transfer) = write_as_active(hub, node, credential, move |tx| {
                     replication::top_up(tx, &clock, &n, &product, quantity)
                 })
                 .await?;

@@ -28,8 +28,6 @@ async fn spawn_hub() -> (Channel, tempfile::TempDir) {
         "edgecart-hub",
         "--data-dir",
         dir.path().to_str().unwrap(),
-        "--node-token",
-        "node-token-for-tests-123",
         "--admin-token",
         ADMIN,
     ]);

@@ -57,12 +57,7 @@ async fn a_full_disk_answers_admin_calls_with_a_plain_unavailable() {
         .execute_batch("VACUUM")
         .unwrap();
     let db = Db::open(&path).unwrap();
-    let hub = Hub::new(
-        db,
-        Clock::new(ActorId::hub()),
-        "node-token-for-tests-123",
-        "admin-token-for-tests-123",
-    );
+    let hub = Hub::new(db, Clock::new(ActorId::hub()), "admin-token-for-tests-123");
     let mut catalog = pb::catalog_admin_client::CatalogAdminClient::new(serve(hub.clone()).await);
 
     let pages = hub.db.page_count().await.unwrap();

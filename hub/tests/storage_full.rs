@@ -17,7 +17,6 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
-const NODE_TOKEN: &str = "node-token-for-tests-123";
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn serve(hub: Hub) -> Channel {
@@ -46,7 +45,7 @@ struct Session {
     welcome: pb::Welcome,
 }
 
-async fn connect(ch: &Channel, node: &ActorId, last_seq: i64) -> Session {
+async fn connect(ch: &Channel, credential: &str, node: &ActorId, last_seq: i64) -> Session {
     let (out, rx) = mpsc::channel(16);
     out.send(pb::NodeMessage {
         msg: Some(node_message::Msg::Hello(pb::Hello {
@@ -62,7 +61,7 @@ async fn connect(ch: &Channel, node: &ActorId, last_seq: i64) -> Session {
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {NODE_TOKEN}").parse().unwrap(),
+        format!("Bearer {credential}").parse().unwrap(),
     );
     let mut inbound = pb::sync_client::SyncClient::new(ch.clone())
         .stream(request)
@@ -155,18 +154,19 @@ async fn stored(hub: &Hub) -> (i64, i64) {
 async fn a_full_disk_ends_the_stream_unacknowledged_and_the_resent_batch_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("hub.db")).unwrap();
-    let hub = Hub::new(
-        db,
-        Clock::new(ActorId::hub()),
-        NODE_TOKEN,
-        "admin-token-for-tests-1",
-    );
+    let hub = Hub::new(db, Clock::new(ActorId::hub()), "admin-token-for-tests-1");
     let ch = serve(hub.clone()).await;
     let node = ActorId::parse("store-a").unwrap();
+    let credential = hub
+        .db
+        .write(|tx| edgecart_hub::node_admin::enroll(tx, "store-a", true))
+        .await
+        .unwrap()
+        .text;
     let changes = batch(&node, 40);
     let last = changes.len() as i64;
 
-    let mut s = connect(&ch, &node, last).await;
+    let mut s = connect(&ch, &credential, &node, last).await;
     assert_eq!(s.welcome.node_cursor, 0);
     // The disk fills up: the database file may not grow by a single page.
     let pages = hub.db.page_count().await.unwrap();
@@ -180,7 +180,7 @@ async fn a_full_disk_ends_the_stream_unacknowledged_and_the_resent_batch_applies
     assert_eq!(stored(&hub).await, (0, 0));
 
     // Still full: the node reconnects (Hello needs no new page) and is refused again.
-    let mut s = connect(&ch, &node, last).await;
+    let mut s = connect(&ch, &credential, &node, last).await;
     assert_eq!(s.welcome.node_cursor, 0, "nothing of the batch was applied");
     send_batch(&s, &changes).await;
     assert_eq!(
@@ -190,7 +190,7 @@ async fn a_full_disk_ends_the_stream_unacknowledged_and_the_resent_batch_applies
 
     // Space is back, same hub process: the re-sent batch is applied once and acknowledged.
     hub.db.set_max_page_count(1 << 30).await.unwrap();
-    let mut s = connect(&ch, &node, last).await;
+    let mut s = connect(&ch, &credential, &node, last).await;
     assert_eq!(s.welcome.node_cursor, 0);
     assert!(!s.welcome.resync);
     send_batch(&s, &changes).await;
@@ -200,6 +200,6 @@ async fn a_full_disk_ends_the_stream_unacknowledged_and_the_resent_batch_applies
     send_batch(&s, &changes).await;
     assert_eq!(next_ack(&mut s).await.unwrap(), last);
     assert_eq!(stored(&hub).await, (40, 40));
-    let s = connect(&ch, &node, last).await;
+    let s = connect(&ch, &credential, &node, last).await;
     assert_eq!(s.welcome.node_cursor, last);
 }

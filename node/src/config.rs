@@ -30,9 +30,19 @@ pub struct Config {
     #[arg(long, env = "EDGECART_HUB_URL")]
     pub hub_url: Option<String>,
 
-    /// Token this node presents to the hub.
+    /// CA certificate(s) (PEM) to trust for an `https://` hub URL, e.g. a private CA; without
+    /// it the system roots are trusted.
+    #[arg(long, env = "EDGECART_HUB_CA")]
+    pub hub_ca: Option<PathBuf>,
+
+    /// This store's credential, issued by the hub (`edgecart-admin nodes enroll ID`).
     #[arg(long, env = "EDGECART_HUB_TOKEN", hide_env_values = true)]
     pub hub_token: Option<String>,
+
+    /// Without --hub-token: a bootstrap token the hub accepts for enrolling new stores only;
+    /// the store enrolls itself once and keeps its credential in its data dir.
+    #[arg(long, env = "EDGECART_HUB_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub hub_bootstrap_token: Option<String>,
 
     /// Secret for signing customer JWTs (HS256). At least 32 bytes. Required unless --demo.
     #[arg(long, env = "EDGECART_JWT_SECRET", hide_env_values = true)]

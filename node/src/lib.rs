@@ -167,14 +167,37 @@ pub async fn run(
             stop_sync.clone(),
         ))
     });
+    let hub_ca = match &config.hub_ca {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("reading --hub-ca {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let link = |url: &String| sync::client::HubLink {
+        url: url.clone(),
+        ca_pem: hub_ca.clone(),
+    };
     let sync_task = match (&config.hub_url, &config.hub_token) {
         (Some(url), Some(token)) => Some(tokio::spawn(sync::client::run(
             state.clone(),
-            url.clone(),
+            link(url),
             token.clone(),
             stop_sync.clone(),
         ))),
-        (Some(_), None) => anyhow::bail!("--hub-url needs --hub-token"),
+        // Enrolled with a bootstrap token (now, or before: the credential is kept).
+        (Some(url), None) => {
+            let bootstrap = config.hub_bootstrap_token.clone().unwrap_or_default();
+            if bootstrap.is_empty() && !sync::bootstrap::credential_path(&config.data_dir).exists()
+            {
+                anyhow::bail!("--hub-url needs --hub-token (or --hub-bootstrap-token)");
+            }
+            Some(tokio::spawn(sync::bootstrap::run(
+                state.clone(),
+                link(url),
+                bootstrap,
+                stop_sync.clone(),
+            )))
+        }
         _ => None,
     };
     let stopping = tokio_util::sync::CancellationToken::new();

@@ -25,9 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use edgecart_e2e::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode,
-};
+use edgecart_e2e::{ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, TestHub, TestNode};
 use edgecart_proto::hlc::Clock;
 use edgecart_proto::ids::ActorId;
 use edgecart_proto::pb::{self, hub_message, node_message};
@@ -277,6 +275,7 @@ struct SimStream {
 }
 
 async fn open_stream(hub_url: &str, id: &str) -> SimStream {
+    let credential = edgecart_e2e::enroll_at(hub_url, id);
     let channel = tonic::transport::Endpoint::from_shared(hub_url.to_string())
         .expect("url")
         .initial_stream_window_size(Some(1 << 20))
@@ -299,7 +298,7 @@ async fn open_stream(hub_url: &str, id: &str) -> SimStream {
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {NODE_TOKEN}").parse().expect("header"),
+        format!("Bearer {credential}").parse().expect("header"),
     );
     let mut inbound = pb::sync_client::SyncClient::new(channel)
         .max_decoding_message_size(16 << 20)

@@ -22,7 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-pub const NODE_TOKEN: &str = "test-node-token-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const JWT_SECRET: &str = "e2e-jwt-secret-that-is-long-enough-123";
 pub const ADMIN_EMAIL: &str = "admin@shop.test";
@@ -60,6 +59,12 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `binary` (from [`bin`]) with `args`; returns once it logged `marker` followed by
+    /// its address (panics after 30 s).
+    pub fn start(binary: &str, args: &[String], marker: &str) -> Proc {
+        Self::spawn(binary, args, marker)
+    }
+
     fn spawn(binary: &str, args: &[String], marker: &str) -> Proc {
         Self::spawn_cmd(binary, Command::new(bin(binary)), args, marker)
     }
@@ -235,8 +240,6 @@ impl TestHub {
             dir.to_str().expect("utf-8 path"),
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
-            "--node-token",
-            NODE_TOKEN,
             "--admin-token",
             ADMIN_TOKEN,
         ]
@@ -294,6 +297,13 @@ impl TestHub {
     /// `http://addr` of the metrics listener (start the hub with `--metrics-addr 127.0.0.1:0`).
     pub fn metrics_base(&self) -> String {
         format!("http://{}", self.proc.listener_addr("metrics on http://"))
+    }
+
+    /// Enrolls store `id` at this hub (NodeAdmin/EnrollNode, through `edgecart-admin nodes
+    /// enroll`); returns its credential. A store enrolled before gets an additional one
+    /// (`nodes rotate`): the old ones keep working.
+    pub fn enroll(&self, id: &str) -> String {
+        enroll_at(&self.url(), id)
     }
 
     pub fn kill9(&mut self) {
@@ -381,6 +391,54 @@ impl TestHub {
     }
 }
 
+/// Enrolls store `id` at the hub at `hub_url` with the `edgecart-admin` CLI (`nodes enroll`,
+/// or `nodes rotate` when it was enrolled before); returns the credential it printed.
+pub fn enroll_at(hub_url: &str, id: &str) -> String {
+    let run = |action: &str| {
+        Command::new(bin("edgecart-admin"))
+            .args([
+                "--hub",
+                hub_url,
+                "--token",
+                ADMIN_TOKEN,
+                "nodes",
+                action,
+                id,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("running edgecart-admin: {e}"))
+    };
+    let mut out = run("enroll");
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("enrolled already") {
+        out = run("rotate");
+    }
+    assert!(
+        out.status.success(),
+        "enrolling {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credential = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        credential.starts_with("ecn_"),
+        "enrolling {id}: {credential:?}"
+    );
+    credential
+}
+
+/// A gRPC interceptor adding a bearer token known at run time (a store's credential).
+#[derive(Clone)]
+pub struct Bearer(pub String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+}
+
 /// A gRPC interceptor adding the admin token.
 #[derive(Clone)]
 pub struct AdminToken(pub &'static str);
@@ -406,8 +464,16 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// The credential this store presents to its hub (empty when standalone).
+    pub fn credential(&self) -> &str {
+        &self.token
+    }
+
+    /// Starts store `id`; with a hub, enrolls it there first (see [`enroll_at`]) and presents
+    /// its credential.
     pub fn start(id: &str, dir: &Path, hub_url: Option<&str>) -> TestNode {
-        Self::start_with_token(id, dir, hub_url, NODE_TOKEN)
+        let credential = hub_url.map(|url| enroll_at(url, id)).unwrap_or_default();
+        Self::start_with_token(id, dir, hub_url, &credential)
     }
 
     pub fn start_with_token(id: &str, dir: &Path, hub_url: Option<&str>, token: &str) -> TestNode {

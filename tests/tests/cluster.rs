@@ -108,6 +108,32 @@ async fn catalog_accounts_and_stock_flow_through_the_hub() {
     let c = cluster(3);
     let client = Client::new();
     let (_, mut inventory, _) = admin_clients(&c.hub).await;
+    // Every store known to the hub before the delivery, so that its allocation is the one the
+    // assertions below describe (a store arriving later takes its floor from the reserve).
+    let node_admin = pb::node_admin_client::NodeAdminClient::with_interceptor(
+        c.hub.channel().await,
+        AdminToken(ADMIN_TOKEN),
+    );
+    wait_until(
+        CONVERGE,
+        "every store connected to the hub",
+        || {
+            let mut admin = node_admin.clone();
+            async move {
+                let nodes = admin.list_nodes(pb::ListNodesRequest {}).await.ok()?;
+                (nodes
+                    .into_inner()
+                    .nodes
+                    .iter()
+                    .filter(|n| n.connected)
+                    .count()
+                    == 3)
+                    .then_some(())
+            }
+        },
+        || async { c.hub.proc.log() },
+    )
+    .await;
 
     // A product created at the hub appears at every node; stock received at the hub is
     // allocated to every node (floor 5 each, the rest by share, 10% kept in reserve).
@@ -539,12 +565,15 @@ async fn bad_tokens_and_versions_are_refused() {
     wait_until(
         CONVERGE,
         "the hub to refuse the intruder's stream twice",
-        || async { (hub.proc.log().matches("refused a call").count() >= 2).then_some(()) },
+        || async {
+            (hub.proc.log().matches("refused a node connection").count() >= 2).then_some(())
+        },
         || async { format!("hub:\n{}\nnode:\n{}", hub.proc.log(), node.proc.log()) },
     )
     .await;
     assert!(
-        node.proc.log().contains("Unauthenticated") || node.proc.log().contains("valid node token")
+        node.proc.log().contains("Unauthenticated")
+            || node.proc.log().contains("valid node credential")
     );
     let status = get_json_auth(&client, node.url("/v1/sync/status"), &admin).await;
     assert_eq!(status["hub_connected"], false);
@@ -566,8 +595,10 @@ async fn bad_tokens_and_versions_are_refused() {
     );
 
     // An unsupported protocol version is refused with FAILED_PRECONDITION.
-    let mut sync =
-        pb::sync_client::SyncClient::with_interceptor(ch, AdminToken(edgecart_e2e::NODE_TOKEN));
+    let mut sync = pb::sync_client::SyncClient::with_interceptor(
+        ch,
+        edgecart_e2e::Bearer(hub.enroll("future-node")),
+    );
     let hello = pb::NodeMessage {
         msg: Some(pb::node_message::Msg::Hello(pb::Hello {
             node_id: "future-node".into(),

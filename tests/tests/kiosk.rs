@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use edgecart_e2e::{ADMIN_EMAIL, ADMIN_PASSWORD, NODE_TOKEN, TestHub, TestNode};
+use edgecart_e2e::{ADMIN_EMAIL, ADMIN_PASSWORD, TestHub, TestNode};
 
 /// A short idle timeout for the standalone node, so the idle sign-out is seen in seconds.
 const IDLE_SECS: &str = "3";
@@ -40,14 +40,14 @@ fn the_kiosk_in_chromium() {
         "kiosk-store",
         &dir.path().join("store"),
         Some(&hub_url),
-        NODE_TOKEN,
+        &hub.enroll("kiosk-store"),
         &[],
     );
     let idle = TestNode::start_with(
         "kiosk-idle",
         &dir.path().join("idle"),
         None,
-        NODE_TOKEN,
+        "",
         &["--kiosk-idle-secs", IDLE_SECS, "--currency", "JPY"],
     );
 

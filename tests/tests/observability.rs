@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use edgecart_e2e::metrics::{Scrape, lint, metrics_named_in_monitoring, scrape, scrape_linted};
 use edgecart_e2e::{
-    ADMIN_PASSWORD, ADMIN_TOKEN, JWT_SECRET, NODE_TOKEN, TestHub, TestNode, admin_login, stock_at,
-    wait_until,
+    ADMIN_PASSWORD, ADMIN_TOKEN, JWT_SECRET, TestHub, TestNode, admin_login, stock_at, wait_until,
 };
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -428,7 +427,7 @@ async fn a_shop_day_moves_the_metrics_of_both_services_and_the_logs_keep_secrets
         ADMIN_PASSWORD,
         SHOPPER_PASSWORD,
         JWT_SECRET,
-        NODE_TOKEN,
+        day.node.credential(),
         ADMIN_TOKEN,
         CARD,
         day.token.as_str(),
@@ -457,7 +456,7 @@ async fn json_logs_carry_the_request_id_on_both_services() {
         "store-json",
         &dir.path().join("node"),
         Some(&hub.url()),
-        NODE_TOKEN,
+        &hub.enroll("store-json"),
         &["--log-format", "json"],
     );
     let client = Client::new();
@@ -509,5 +508,5 @@ async fn json_logs_carry_the_request_id_on_both_services() {
             .is_some_and(|id| !id.is_empty()),
         "{connected}"
     );
-    assert!(!hub.proc.log().contains(NODE_TOKEN));
+    assert!(!hub.proc.log().contains(node.credential()));
 }

@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 use std::process::Command;
 
-use edgecart_e2e::{NODE_TOKEN, TestNode};
+use edgecart_e2e::TestNode;
 use serde_json::Value;
 
 #[tokio::test]
 async fn the_openapi_document_validates() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start_with("openapi", &dir.path().join("node"), None, NODE_TOKEN, &[]);
+    let node = TestNode::start("openapi", &dir.path().join("node"), None);
     let text = reqwest::get(node.url("/openapi.json"))
         .await
         .unwrap()

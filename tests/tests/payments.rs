@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use edgecart_e2e::provider::Provider;
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, stock_at,
+    ADMIN_TOKEN, AdminToken, Bearer, TestHub, TestNode, admin_login, get_json_auth, stock_at,
     wait_until,
 };
 use edgecart_proto::pb;
@@ -30,7 +30,7 @@ async fn shop(hub_args: &[&str], node_args: &[&str]) -> Shop {
         "store-1",
         &dir.path().join("store-1"),
         Some(&hub.url()),
-        NODE_TOKEN,
+        &hub.enroll("store-1"),
         node_args,
     );
     let client = Client::new();
@@ -438,7 +438,7 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
     assert!(report.clean, "{report:?}");
     let mut sync = pb::sync_client::SyncClient::with_interceptor(
         s.hub.channel().await,
-        AdminToken(NODE_TOKEN),
+        Bearer(s.hub.enroll("rogue")),
     );
     let clock =
         edgecart_proto::hlc::Clock::new(edgecart_proto::ids::ActorId::parse("rogue").unwrap());
@@ -503,4 +503,71 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
                 && i.node_id == "rogue"),
         "{report:?}"
     );
+}
+
+/// Rows of `sql` (a count) in the SQLite file at `db`, read-only.
+fn count(db: &std::path::Path, sql: &str, token: &str) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row(sql, [token], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_charge_leaves_no_card_token_at_the_store_or_the_hub_nor_in_logs_or_answers() {
+    let s = shop(&[], &[]).await;
+    // A token no other test data contains, so any copy of it is found.
+    let card = "tok_visa_trust_6e3b1c";
+    let order = s.order(1).await;
+    let (status, payment) = s.pay_card(&order, card).await;
+    assert_eq!(status, 201, "{payment}");
+    assert!(!payment.to_string().contains(card), "{payment}");
+    let paid = s.wait_order(&order, "paid").await;
+    assert_eq!(paid["payments"][0]["status"], "captured");
+    assert!(!paid.to_string().contains(card));
+
+    // The hub's ledger settles first, then the store hears of it: wait for both to forget.
+    let (node_db, hub_db) = (s.node.db_path(), s.hub.db_path());
+    wait_until(
+        CONVERGE,
+        "the card token to be cleared at the store and the hub",
+        || async {
+            let at_store = count(
+                &node_db,
+                "SELECT count(*) FROM payments WHERE card_token = ?1",
+                card,
+            );
+            let at_hub = count(
+                &hub_db,
+                "SELECT count(*) FROM ledger WHERE card_token = ?1",
+                card,
+            );
+            (at_store == 0 && at_hub == 0).then_some(())
+        },
+        || async { s.node.proc.log() },
+    )
+    .await;
+    // The hub's read copy of the store's payments never held it.
+    let like = format!("%{card}%");
+    assert_eq!(
+        count(
+            &hub_db,
+            "SELECT count(*) FROM payments WHERE payload LIKE ?1",
+            &like
+        ),
+        0
+    );
+    // Nor do the admin API's answers or either log.
+    let mut payments = pb::payment_admin_client::PaymentAdminClient::with_interceptor(
+        s.hub.channel().await,
+        AdminToken(ADMIN_TOKEN),
+    );
+    let listed = payments
+        .list_payments(pb::ListPaymentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!format!("{listed:?}").contains(card));
+    assert!(!s.hub.proc.log().contains(card));
+    assert!(!s.node.proc.log().contains(card));
 }

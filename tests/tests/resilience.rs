@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, get_json_auth, login,
-    order, register, stock_at, wait_until,
+    ADMIN_TOKEN, AdminToken, Bearer, TestHub, TestNode, admin_login, get_json_auth, login, order,
+    register, stock_at, wait_until,
 };
 use edgecart_proto::hlc::Clock;
 use edgecart_proto::ids::ActorId;
@@ -44,7 +44,7 @@ impl RawNode {
     async fn connect(hub: &TestHub, id: &str) -> RawNode {
         let mut sync = pb::sync_client::SyncClient::with_interceptor(
             hub.channel().await,
-            AdminToken(NODE_TOKEN),
+            Bearer(hub.enroll(id)),
         );
         let (out, rx) = mpsc::channel(8);
         out.send(pb::NodeMessage {

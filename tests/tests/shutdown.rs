@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, get_json,
+    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOKEN, AdminToken, Bearer, TestHub, TestNode, get_json,
     get_json_auth, local_node_addrs, login, order, register, start_local, stock_at, wait_until,
 };
 use edgecart_proto::pb::{self, node_message};
@@ -101,8 +101,10 @@ async fn hub_exits_on_sigterm_with_stores_connected_and_they_reconnect_after() {
         admins.push(admin);
     }
     // A stream whose node never closes its side nor sends anything after Hello.
-    let mut raw =
-        pb::sync_client::SyncClient::with_interceptor(hub.channel().await, AdminToken(NODE_TOKEN));
+    let mut raw = pb::sync_client::SyncClient::with_interceptor(
+        hub.channel().await,
+        Bearer(hub.enroll("silent-1")),
+    );
     let (raw_out, rx) = mpsc::channel(4);
     raw_out
         .send(pb::NodeMessage {

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use edgecart_e2e::{
-    ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, order, register, stock_at,
-    wait_until,
+    ADMIN_TOKEN, AdminToken, TestHub, TestNode, admin_login, order, register, stock_at, wait_until,
 };
 use edgecart_proto::pb;
 use reqwest::Client;
@@ -44,7 +43,7 @@ async fn a_compacted_standalone_store_converges_when_connected_later() {
     let store_dir = dir.path().join("solo");
     let client = Client::new();
     let compact = ["--changelog-compact-secs", "1"];
-    let mut solo = TestNode::start_with("solo", &store_dir, None, NODE_TOKEN, &compact);
+    let mut solo = TestNode::start_with("solo", &store_dir, None, "", &compact);
     let admin = admin_login(&client, &solo).await;
     let product = post(
         &client,

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edgecart_e2e::{ADMIN_TOKEN, JWT_SECRET, NODE_TOKEN, bin, wait_until};
+use edgecart_e2e::{ADMIN_TOKEN, JWT_SECRET, bin, enroll_at, wait_until};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -167,8 +167,6 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
             hub_dir.to_str().unwrap(),
             "--grpc-addr",
             "127.0.0.1:0",
-            "--node-token",
-            NODE_TOKEN,
             "--admin-token",
             ADMIN_TOKEN,
         ],
@@ -176,6 +174,7 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
         "listening on grpc://",
     );
     let hub_url = format!("http://{}", hub.addr);
+    let credential = enroll_at(&hub_url, "store-otel");
     let mut node = Traced::start(
         "edgecart-node",
         &[
@@ -190,7 +189,7 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
             "--hub-url",
             &hub_url,
             "--hub-token",
-            NODE_TOKEN,
+            &credential,
             "--log-format",
             "json",
         ],
@@ -260,7 +259,7 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
     );
     // No secret travels in span attributes either.
     let all = format!("{spans:?}");
-    for secret in [NODE_TOKEN, JWT_SECRET, "otel-pass-123"] {
+    for secret in [credential.as_str(), JWT_SECRET, "otel-pass-123"] {
         assert!(!all.contains(secret), "a span carries a secret: {all}");
     }
 }

@@ -1,7 +1,11 @@
 //! `edgecart-admin`: call the hub's admin services from a shell.
 //!
 //!   edgecart-admin --hub http://127.0.0.1:50051 --token T nodes
+//!   edgecart-admin --hub https://hub.example:50051 --hub-ca ca.pem --token T nodes
 //!   edgecart-admin ... nodes decommission store-3 [--force]
+//!   edgecart-admin ... nodes enroll store-3 [--no-catalog-edits]   (prints the credential)
+//!   edgecart-admin ... nodes rotate store-3                         (prints a new credential)
+//!   edgecart-admin ... nodes revoke store-3 [--credential ID]
 //!   edgecart-admin ... products
 //!   edgecart-admin ... create-product --name Tea --price 450 [--category ID]
 //!   edgecart-admin ... receive-stock PRODUCT_ID 100
@@ -12,7 +16,7 @@
 use clap::{Parser, Subcommand};
 use edgecart_proto::pb;
 use tonic::service::Interceptor;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Request, Status};
 
 #[derive(Parser)]
@@ -25,6 +29,9 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     hub: String,
+    /// CA certificate(s) (PEM) to trust for an `https://` hub URL (default: the system roots).
+    #[arg(long, env = "EDGECART_HUB_CA")]
+    hub_ca: Option<std::path::PathBuf>,
     /// The hub's admin token.
     #[arg(long, env = "EDGECART_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
@@ -80,6 +87,24 @@ enum NodesCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Registers a store and prints its credential (once: the hub keeps only a hash). Give it
+    /// to the store as `--hub-token`.
+    Enroll {
+        node_id: String,
+        /// The hub ignores (refuses) the store's catalog edits.
+        #[arg(long)]
+        no_catalog_edits: bool,
+    },
+    /// Prints an additional credential for the store; the old ones work until revoked.
+    Rotate { node_id: String },
+    /// Revokes the store's credentials (all, or only `--credential ID`): its stream ends, its
+    /// reconnects are refused.
+    Revoke {
+        node_id: String,
+        /// Only this credential (e.g. the old one after a rotation).
+        #[arg(long, default_value = "")]
+        credential: String,
+    },
 }
 
 #[derive(Clone)]
@@ -98,7 +123,19 @@ impl Interceptor for Token {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let channel: Channel = Channel::from_shared(cli.hub.clone())?.connect().await?;
+    let mut endpoint = Channel::from_shared(cli.hub.clone())?;
+    if cli.hub.starts_with("https://") {
+        let tls = match &cli.hub_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading --hub-ca {}: {e}", path.display()))?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel: Channel = endpoint.connect().await?;
     let token = Token(cli.token.clone());
     let catalog = || {
         pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
@@ -129,6 +166,65 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{} decommissioned at {} (unix ms); {} units of selling rights back at the hub",
                 node.node_id, node.decommissioned_at_unix_ms, done.rights_returned
+            );
+        }
+        Cmd::Nodes {
+            action:
+                Some(NodesCmd::Enroll {
+                    node_id,
+                    no_catalog_edits,
+                }),
+        } => {
+            let r = node_admin()
+                .enroll_node(pb::EnrollNodeRequest {
+                    node_id,
+                    catalog_edits: Some(!no_catalog_edits),
+                })
+                .await?
+                .into_inner();
+            // Only the credential on stdout, for `$(edgecart-admin nodes enroll ID)`.
+            eprintln!(
+                "{} enrolled (credential {}); store its credential now, it is not shown again",
+                r.node_id, r.credential_id
+            );
+            println!("{}", r.credential);
+        }
+        Cmd::Nodes {
+            action: Some(NodesCmd::Rotate { node_id }),
+        } => {
+            let r = node_admin()
+                .rotate_node(pb::RotateNodeRequest { node_id })
+                .await?
+                .into_inner();
+            eprintln!(
+                "{}: new credential {}; revoke the old one once the store uses it",
+                r.node_id, r.credential_id
+            );
+            println!("{}", r.credential);
+        }
+        Cmd::Nodes {
+            action:
+                Some(NodesCmd::Revoke {
+                    node_id,
+                    credential,
+                }),
+        } => {
+            let r = node_admin()
+                .revoke_node(pb::RevokeNodeRequest {
+                    node_id,
+                    credential_id: credential,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{}: {} credential(s) revoked{}",
+                r.node_id,
+                r.revoked,
+                if r.stream_ended {
+                    "; its live stream was ended"
+                } else {
+                    ""
+                }
             );
         }
         Cmd::Nodes { action: None } => {

@@ -337,7 +337,7 @@ mod tests {
     async fn a_charge_whose_outcome_cannot_be_recorded_is_recorded_later_without_charging_again() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("hub.db")).unwrap();
-        let hub = Hub::new(db, Clock::new(ActorId::hub()), "n".repeat(16).as_str(), "a");
+        let hub = Hub::new(db, Clock::new(ActorId::hub()), "a");
         let id = edgecart_proto::ids::new_id().to_string();
         let payment = PaymentPayload {
             id: id.clone(),

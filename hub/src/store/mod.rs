@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod credentials;
 pub mod nodes;
 pub mod orders;
 pub mod stock;

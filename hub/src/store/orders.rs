@@ -69,6 +69,22 @@ pub fn list(
     Ok(rows)
 }
 
+/// The store that reported order `id`, if the hub has it.
+pub fn owner(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT node_id FROM orders WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The store that reported payment `id`, if the hub has it.
+pub fn payment_owner(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT node_id FROM payments WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn apply_payment(
     conn: &Connection,
     id: &str,
@@ -76,8 +92,10 @@ pub fn apply_payment(
     payload: &str,
     version: &str,
 ) -> Result<()> {
+    // The card token goes to the ledger (until settled), never into this read copy.
     conn.prepare_cached(
-        "INSERT INTO payments (id, node_id, payload, version) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO payments (id, node_id, payload, version)
+         VALUES (?1, ?2, json_remove(?3, '$.card_token'), ?4)
          ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, version = excluded.version
          WHERE excluded.version > payments.version",
     )?

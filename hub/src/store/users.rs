@@ -8,9 +8,20 @@ use super::changes;
 use crate::error::Result;
 
 /// Applies a user from a node; returns the state to broadcast when anything changed.
+/// The store account `id` was registered at: `None` when the hub does not have it,
+/// `Some(None)` for an account from before origins were recorded (or made at the hub).
+pub fn origin(conn: &Connection, id: &str) -> Result<Option<Option<String>>> {
+    Ok(conn
+        .prepare_cached("SELECT origin_node FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Applies a user from store `node` (recorded as its origin when the account is new).
 pub fn apply(
     conn: &Connection,
     u: &UserPayload,
+    node: &str,
     version: &str,
     hub_version: impl FnOnce() -> String,
 ) -> Result<bool> {
@@ -39,8 +50,8 @@ pub fn apply(
         }
     }
     conn.prepare_cached(
-        "INSERT INTO users (id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO users (id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version, origin_node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name,
              password_hash = excluded.password_hash, role = excluded.role, status = excluded.status,
              conflicted = excluded.conflicted, updated_at = excluded.updated_at, version = excluded.version",
@@ -55,7 +66,8 @@ pub fn apply(
         state.conflicted as i64,
         state.created_at,
         state.updated_at,
-        version
+        version,
+        node
     ])?;
     changes::append(
         conn,
@@ -68,8 +80,9 @@ pub fn apply(
     Ok(true)
 }
 
-/// Every account with its version, for a node's snapshot.
-/// One page of every account after id `after`, as sync changes `(entity, id, version, payload)`.
+/// One page of the customer accounts after id `after`, as sync changes `(entity, id, version,
+/// payload)`, for a node's snapshot. Accounts of other roles a hub got before stores were
+/// restricted are not sent: they stay at the store that made them.
 pub fn snapshot(
     conn: &Connection,
     after: &str,
@@ -77,7 +90,7 @@ pub fn snapshot(
 ) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version
-         FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
+         FROM users WHERE id > ?1 AND role = 'customer' ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(rusqlite::params![after, limit as i64], |r| {
         let u = UserPayload {

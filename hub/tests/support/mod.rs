@@ -14,7 +14,6 @@ use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
 pub const ADMIN: &str = "admin-token-for-tests-123";
-pub const NODE: &str = "node-token-for-tests-123";
 /// Long enough for a loaded CI machine; every wait polls for an event up to it.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -35,30 +34,70 @@ pub struct TestHub {
     pub channel: Channel,
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// Credentials issued to the stores the tests connected, by store id.
+    credentials: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl TestHub {
     pub async fn start() -> TestHub {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra command-line arguments.
+    pub async fn start_with(extra: &[&str]) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
-        let config = edgecart_hub::Config::parse_from([
+        let mut args = vec![
             "edgecart-hub",
             "--data-dir",
             dir.path().to_str().unwrap(),
-            "--node-token",
-            NODE,
             "--admin-token",
             ADMIN,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let config = edgecart_hub::Config::parse_from(args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(edgecart_hub::run(config, listener, std::future::pending()));
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             if let Ok(channel) = Channel::from_shared(url.clone()).unwrap().connect().await {
-                return TestHub { channel, url, dir };
+                return TestHub {
+                    channel,
+                    url,
+                    dir,
+                    credentials: Default::default(),
+                };
             }
             assert!(tokio::time::Instant::now() < deadline, "hub did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Enrolls store `id` through NodeAdmin/EnrollNode; returns its credential.
+    pub async fn enroll(&self, id: &str) -> String {
+        let credential = self
+            .nodes()
+            .enroll_node(pb::EnrollNodeRequest {
+                node_id: id.into(),
+                catalog_edits: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential;
+        self.credentials
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), credential.clone());
+        credential
+    }
+
+    /// Store `id`'s credential, enrolling it the first time.
+    pub async fn credential(&self, id: &str) -> String {
+        let known = self.credentials.lock().unwrap().get(id).cloned();
+        match known {
+            Some(c) => c,
+            None => self.enroll(id).await,
         }
     }
 
@@ -168,9 +207,22 @@ fn node_msg(m: node_message::Msg) -> pb::NodeMessage {
 }
 
 impl FakeNode {
+    /// Connects as store `id` with its credential (enrolled on first use).
     pub async fn connect(
         hub: &TestHub,
         id: &str,
+        hub_cursor: i64,
+        last_seq: i64,
+    ) -> Result<FakeNode, Status> {
+        let credential = hub.credential(id).await;
+        Self::connect_as(hub, id, &credential, hub_cursor, last_seq).await
+    }
+
+    /// Connects with `credential`, saying `id` in Hello (which may not be the credential's).
+    pub async fn connect_as(
+        hub: &TestHub,
+        id: &str,
+        credential: &str,
         hub_cursor: i64,
         last_seq: i64,
     ) -> Result<FakeNode, Status> {
@@ -185,9 +237,10 @@ impl FakeNode {
         .await
         .unwrap();
         let mut request = Request::new(ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {NODE}").parse().unwrap());
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {credential}").parse().unwrap(),
+        );
         let mut inbound = pb::sync_client::SyncClient::new(hub.channel.clone())
             .max_decoding_message_size(16 << 20)
             .stream(request)

@@ -85,9 +85,16 @@ pub fn by_order(conn: &Connection, order_id: Uuid) -> Result<Vec<PaymentRow>> {
     Ok(rows)
 }
 
+/// Sets a payment's status. The card token is kept only while the charge is still to be made
+/// (`pending`, `authorized_offline`): once settled it is cleared (refunds go by the provider's
+/// charge id, at the hub).
 pub fn set_status(tx: &Tx, id: Uuid, status: PaymentStatus, now: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE payments SET status = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id.to_string(), status.as_str(), now])?;
+    tx.prepare_cached(
+        "UPDATE payments SET status = ?2, updated_at = ?3,
+             card_token = CASE WHEN ?2 IN ('pending', 'authorized_offline') THEN card_token END
+         WHERE id = ?1",
+    )?
+    .execute(params![id.to_string(), status.as_str(), now])?;
     Ok(())
 }
 
@@ -201,7 +208,8 @@ pub fn offline_total(conn: &Connection) -> Result<i64> {
 
 pub fn set_failed(tx: &Tx, id: Uuid, reason: &str, now: i64) -> Result<()> {
     tx.prepare_cached(
-        "UPDATE payments SET status = 'failed', failure_reason = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE payments SET status = 'failed', failure_reason = ?2, updated_at = ?3,
+             card_token = NULL WHERE id = ?1",
     )?
     .execute(params![id.to_string(), reason, now])?;
     Ok(())

@@ -98,6 +98,14 @@ fn apply_one(tx: &Tx, st: &Inner, change: &pb::Change) -> Result<()> {
     match change.entity.as_str() {
         entity::USER => {
             let u: UserPayload = parse(json)?;
+            // Admin and staff accounts stay local to the store that made them; a hub holding
+            // one (from before stores were restricted) must not make it an admin here.
+            if u.role != "customer" {
+                return Err(Error::invalid(
+                    "user.role",
+                    "only customer accounts replicate",
+                ));
+            }
             for user_id in users::apply_remote(tx, &u, version)? {
                 events::publish(tx, &Event::AccountConflicted { user_id })?;
             }

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use super::{apply, changelog};
 use crate::error::Error;
@@ -25,18 +25,42 @@ const EARLY_MAX_BACKOFF: Duration = Duration::from_millis(500);
 const EARLY_PHASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Where the hub is: its URL (`http://` on loopback or a trusted network, `https://` else) and
+/// the CA to trust for it (`--hub-ca`; the system roots when `None`).
+#[derive(Clone, Debug)]
+pub struct HubLink {
+    pub url: String,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl HubLink {
+    /// The gRPC endpoint: TLS for an `https://` URL (rustls; the server's name is checked
+    /// against the certificate, the chain against `ca_pem` or the system roots).
+    pub fn endpoint(&self) -> Result<Endpoint, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(self.url.clone())?;
+        if !self.url.starts_with("https://") {
+            return Ok(endpoint);
+        }
+        let tls = match &self.ca_pem {
+            Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        endpoint.tls_config(tls)
+    }
+}
+
 /// Runs until `shutdown` is cancelled.
 ///
 /// Reconnect pacing: exponential back-off with jitter, capped at `EARLY_MAX_BACKOFF` for the
 /// first `EARLY_PHASE` of an outage (so a store is back in sync within about a second of the
 /// link returning) and at `MAX_BACKOFF` after that (so a long outage does not hammer the hub).
 /// The outage clock restarts whenever a session was established.
-pub async fn run(state: AppState, hub_url: String, token: String, shutdown: CancellationToken) {
+pub async fn run(state: AppState, hub: HubLink, token: String, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     let mut outage_since = tokio::time::Instant::now();
     loop {
         let outcome = tokio::select! {
-            r = session(&state, &hub_url, &token) => r,
+            r = session(&state, &hub, &token) => r,
             _ = shutdown.cancelled() => break,
         };
         let was_connected = state.sync.is_connected();
@@ -82,8 +106,9 @@ fn node_msg(m: node_message::Msg) -> pb::NodeMessage {
     pb::NodeMessage { msg: Some(m) }
 }
 
-async fn session(state: &AppState, url: &str, token: &str) -> Result<(), SyncError> {
-    let channel = Endpoint::from_shared(url.to_string())?
+async fn session(state: &AppState, hub: &HubLink, token: &str) -> Result<(), SyncError> {
+    let channel = hub
+        .endpoint()?
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(2))

@@ -205,6 +205,11 @@ fn record_change(tx: &Tx, id: Uuid, version: &Timestamp) -> Result<()> {
                 "conflicted": false,
             }))
         })?;
+    // Admin and staff accounts stay local to this store (the hub refuses them: a store may
+    // report customers only, docs/security.md).
+    if row["role"] != "customer" {
+        return Ok(());
+    }
     changelog::append(tx, "user", &id.to_string(), version, &row)
 }
 

@@ -87,7 +87,10 @@ impl Node {
         let sync = hub_url.map(|url| {
             tokio::spawn(edgecart_node::sync::client::run(
                 state.clone(),
-                url.to_string(),
+                edgecart_node::sync::client::HubLink {
+                    url: url.to_string(),
+                    ca_pem: None,
+                },
                 HUB_TOKEN.to_string(),
                 stop.clone(),
             ))

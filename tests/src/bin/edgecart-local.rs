@@ -26,7 +26,6 @@ struct Args {
     hub_port: u16,
 }
 
-const NODE_TOKEN: &str = "local-node-token-not-secret";
 const ADMIN_TOKEN: &str = "local-admin-token-not-secret";
 
 #[tokio::main]
@@ -43,8 +42,6 @@ async fn main() -> anyhow::Result<()> {
         &hub_dir.to_string_lossy(),
         "--grpc-addr",
         &format!("127.0.0.1:{}", args.hub_port),
-        "--node-token",
-        NODE_TOKEN,
         "--admin-token",
         ADMIN_TOKEN,
         "--demo",
@@ -59,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
     let mut urls = Vec::new();
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("store-{i}"));
+        // Each store presents its own credential, issued by the hub (NodeAdmin/EnrollNode) on
+        // the first run and kept in the store's data dir for the next ones.
+        let credential = store_credential(&hub_url, &format!("store-{i}"), &dir).await?;
         let config = edgecart_node::Config::parse_from([
             "edgecart-node",
             "--node-id",
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             "--hub-url",
             &hub_url,
             "--hub-token",
-            NODE_TOKEN,
+            &credential,
             "--demo",
         ]);
         let listener = TcpListener::bind(config.http_addr).await?;
@@ -117,6 +117,78 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The credential of store `id`: the one kept in `dir`, or a new one from the hub (enrolled, or
+/// rotated when the store was enrolled before and its file is gone).
+async fn store_credential(
+    hub_url: &str,
+    id: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    use edgecart_proto::pb;
+    let file = dir.join("hub-credential");
+    if let Ok(kept) = std::fs::read_to_string(&file) {
+        return Ok(kept.trim().to_string());
+    }
+    let channel = connect(hub_url).await?;
+    let mut admin = pb::node_admin_client::NodeAdminClient::with_interceptor(
+        channel,
+        move |mut req: tonic::Request<()>| {
+            let value = format!("Bearer {ADMIN_TOKEN}")
+                .parse()
+                .map_err(|_| tonic::Status::internal("token"))?;
+            req.metadata_mut().insert("authorization", value);
+            Ok(req)
+        },
+    );
+    let credential = match admin
+        .enroll_node(pb::EnrollNodeRequest {
+            node_id: id.to_string(),
+            catalog_edits: None,
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().credential,
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {
+            admin
+                .rotate_node(pb::RotateNodeRequest {
+                    node_id: id.to_string(),
+                })
+                .await?
+                .into_inner()
+                .credential
+        }
+        Err(s) => return Err(s.into()),
+    };
+    std::fs::create_dir_all(dir)?;
+    write_secret(&file, &credential)?;
+    Ok(credential)
+}
+
+/// Writes a secret readable by this user only.
+fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(secret.as_bytes())
+}
+
+/// Connects to the hub started above (it is already listening: its socket is bound).
+async fn connect(url: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tonic::transport::Endpoint::from_shared(url.to_string())?
+            .connect()
+            .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
 }
 
 const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);

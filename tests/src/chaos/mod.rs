@@ -23,7 +23,7 @@ use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::provider::Provider;
-use crate::{ADMIN_TOKEN, AdminToken, NODE_TOKEN, TestHub, TestNode, admin_login, register};
+use crate::{ADMIN_TOKEN, AdminToken, TestHub, TestNode, admin_login, register};
 use proxy::FaultProxy;
 use sink::Sink;
 
@@ -127,7 +127,7 @@ impl Cluster {
                 &id,
                 &dir.path().join(&id),
                 Some(&proxy.url()),
-                NODE_TOKEN,
+                &hub.enroll(&id),
                 &[
                     "--email-webhook",
                     &sink_url,

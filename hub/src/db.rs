@@ -20,6 +20,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/hub/0003_ledger_states.sql"),
     include_str!("../../migrations/hub/0004_growth.sql"),
     include_str!("../../migrations/hub/0005_credentials.sql"),
+    include_str!("../../migrations/hub/0006_trace.sql"),
 ];
 
 #[derive(Clone)]

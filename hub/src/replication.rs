@@ -62,7 +62,17 @@ pub fn apply_batch(
             continue;
         }
         cursor = change.seq;
-        if let Err(e) = apply_one(conn, clock, node, catalog_edits, change, &mut cells) {
+        // A traced entry is applied in a span of the store's trace (the request that wrote it);
+        // an untraced one (the default) costs nothing more.
+        let applied = if change.traceparent.is_empty() || !crate::telemetry::exporting() {
+            apply_one(conn, clock, node, catalog_edits, change, &mut cells)
+        } else {
+            let span = tracing::info_span!("apply_change", node = %node, seq = change.seq,
+                entity = %entity_label(&change.entity));
+            crate::telemetry::continue_trace(&span, &change.traceparent, &change.tracestate);
+            span.in_scope(|| apply_one(conn, clock, node, catalog_edits, change, &mut cells))
+        };
+        if let Err(e) = applied {
             // A storage failure (full disk, I/O error) is not the entry's fault: the whole batch
             // fails, nothing of it is kept and the node sends it again. SQLite may also have
             // rolled the transaction back already; carrying on would then commit the rest of
@@ -265,6 +275,16 @@ fn apply_one(
             }
             orders::apply_payment(conn, &change.entity_id, node.as_str(), json, version)?;
             crate::payments::ledger::record(conn, node.as_str(), &p)?;
+            if !change.traceparent.is_empty() {
+                // The provider call happens later, in the payment worker: it continues the
+                // trace of the first traced entry of this payment (the checkout's).
+                crate::payments::ledger::keep_trace(
+                    conn,
+                    &p.id,
+                    &change.traceparent,
+                    &change.tracestate,
+                )?;
+            }
         }
         other => {
             return Err(HubError::invalid(
@@ -457,6 +477,7 @@ fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Ch
             product_id: product_id.to_string(),
             entry: entry.clone(),
         })?,
+        ..Default::default()
     })
 }
 
@@ -550,6 +571,7 @@ mod tests {
                     },
                 })
                 .unwrap(),
+                ..Default::default()
             });
         }
         for i in 0..users {
@@ -571,6 +593,7 @@ mod tests {
                     updated_at: 1,
                 })
                 .unwrap(),
+                ..Default::default()
             });
         }
         for (i, c) in out.iter_mut().enumerate() {

@@ -6,6 +6,11 @@
 //! Request ids: every gRPC call runs inside a `grpc` span carrying its method and `request_id`
 //! (see `observability::GrpcLayer`), and both formats print the spans of a line. The tokens
 //! never reach a log line: the configuration's `Debug` leaves them out.
+//!
+//! One trace across store and hub: a store's change-log entry carries the W3C trace context of
+//! the request that wrote it; applying it runs in an `apply_change` span continuing that trace
+//! ([`continue_trace`]), and a card payment's context is kept on its ledger entry so the
+//! worker's `provider.charge` span, much later, joins the same trace.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -36,6 +41,33 @@ pub fn record_trace_id(span: &tracing::Span) {
     if EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
         let id = span.context().span().span_context().trace_id();
         span.record("trace_id", tracing::field::display(id));
+    }
+}
+
+/// Whether spans are exported at all (callers skip building spans nobody receives).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes `span` (not entered yet) a child of the W3C trace context a store's change-log entry
+/// carried, so the hub's work joins the store's trace. Nothing when spans are not exported or
+/// the entry carried no (or a malformed) context: the span then stays where it was.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if traceparent.is_empty() || !EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let mut carrier = std::collections::HashMap::with_capacity(2);
+    carrier.insert("traceparent".to_string(), traceparent.to_string());
+    if !tracestate.is_empty() {
+        carrier.insert("tracestate".to_string(), tracestate.to_string());
+    }
+    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        // Only fails for a span already started or filtered out: it then keeps its own parent.
+        let _ = span.set_parent(cx);
     }
 }
 

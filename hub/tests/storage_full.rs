@@ -104,6 +104,7 @@ fn batch(node: &ActorId, users: usize) -> Vec<pb::Change> {
                     updated_at: 1,
                 })
                 .unwrap(),
+                ..Default::default()
             }
         })
         .collect()

@@ -35,6 +35,7 @@ fn change(clock: &Clock, kind: &str, id: &str, payload: &impl serde::Serialize) 
         entity_id: id.into(),
         version: clock.now().to_string(),
         payload_json: serde_json::to_string(payload).unwrap(),
+        ..Default::default()
     }
 }
 

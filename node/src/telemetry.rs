@@ -12,6 +12,10 @@
 //! defaults to `edgecart-node`; `OTEL_TRACES_SAMPLER`/`_ARG` and `OTEL_BSP_*` are read by the
 //! SDK. Spans are batched on the SDK's own thread and flushed when [`Telemetry`] is dropped at
 //! the end of a graceful shutdown.
+//!
+//! One trace across the store and the hub: each change-log entry carries the W3C trace context
+//! of the request that wrote it ([`current_context`], captured when the write is queued and
+//! handed to the writer thread by [`with_job_context`]), and the hub continues that trace.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -43,6 +47,86 @@ pub fn record_trace_id(span: &tracing::Span) {
         let id = span.context().span().span_context().trace_id();
         span.record("trace_id", tracing::field::display(id));
     }
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) a change-log entry carries, so the hub's
+/// work on it joins the trace of the request that wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: String,
+}
+
+/// The current span's trace context, or `None` when spans are not exported (one atomic load:
+/// the write path pays nothing more when traces are off) or the span is not sampled.
+pub fn current_context() -> Option<TraceContext> {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .inject_context(&tracing::Span::current().context(), &mut carrier);
+    let traceparent = carrier.remove("traceparent")?;
+    Some(TraceContext {
+        traceparent,
+        tracestate: carrier.remove("tracestate").unwrap_or_default(),
+    })
+}
+
+/// Makes `span` (not entered yet) a child of the W3C trace context in `headers`, if spans are
+/// exported and the headers carry a valid one; otherwise the span starts its own trace.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let mut carrier = std::collections::HashMap::with_capacity(2);
+    carrier.insert("traceparent".to_string(), traceparent.to_string());
+    if let Some(state) = headers.get("tracestate").and_then(|v| v.to_str().ok()) {
+        carrier.insert("tracestate".to_string(), state.to_string());
+    }
+    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        // Only fails for a span already started or filtered out: it then keeps its own trace.
+        let _ = span.set_parent(cx);
+    }
+}
+
+thread_local! {
+    /// The trace context of the write job running on this (the writer's) thread.
+    static JOB_CONTEXT: std::cell::RefCell<Option<TraceContext>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a write job, on the writer thread) with `cx` as the context its change-log entries
+/// record: the job runs on another thread than the request that queued it, so the request's
+/// span is not current there; its context travels with the job instead.
+pub fn with_job_context<R>(cx: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+    if cx.is_none() {
+        return f();
+    }
+    let previous = JOB_CONTEXT.with(|c| c.replace(cx));
+    struct Restore(Option<TraceContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            JOB_CONTEXT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    // Restored even if the job panics (the writer catches the panic and carries on).
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The trace context of the write job running on this thread, if it has one.
+pub fn job_context() -> Option<TraceContext> {
+    JOB_CONTEXT.with(|c| c.borrow().clone())
 }
 
 /// Keeps the trace exporter alive; dropping it flushes and stops it.

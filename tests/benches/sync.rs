@@ -372,6 +372,7 @@ async fn pump(
                 entity_id: product.clone(),
                 version: clock.now().to_string(),
                 payload_json: serde_json::to_string(&payload).expect("json"),
+                ..Default::default()
             });
         }
         let m = pb::NodeMessage {

@@ -472,6 +472,7 @@ async fn refunds_are_partial_full_bounded_and_idempotent_and_reconciliation_find
                     entity_id: ghost.id.clone(),
                     version: clock.now().to_string(),
                     payload_json: serde_json::to_string(&ghost).unwrap(),
+                    ..Default::default()
                 }],
             })),
         },

@@ -31,6 +31,7 @@ fn stock_change(seq: i64, clock: &Clock, product: &str, key: EntryKey, value: u6
             entry: Entry { key, value },
         })
         .unwrap(),
+        ..Default::default()
     }
 }
 

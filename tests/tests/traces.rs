@@ -263,3 +263,216 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
         assert!(!all.contains(secret), "a span carries a secret: {all}");
     }
 }
+
+/// One card checkout is one trace across both services: the shopper's client sends a W3C
+/// `traceparent` with both requests, the node's change-log entries carry the context to the hub,
+/// the hub applies them in spans of that trace, and the payment worker's provider call — later,
+/// outside any request — continues it from the context kept on the ledger entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_checkout_is_one_trace_across_node_stream_and_hub() {
+    use edgecart_e2e::AdminToken;
+    use edgecart_proto::pb;
+
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let node_dir = dir.path().join("node");
+    let mut hub = Traced::start(
+        "edgecart-hub",
+        &[
+            "--data-dir",
+            hub_dir.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-token",
+            ADMIN_TOKEN,
+        ],
+        otlp,
+        "listening on grpc://",
+    );
+    let hub_url = format!("http://{}", hub.addr);
+    let channel = tonic::transport::Channel::from_shared(hub_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let product = pb::catalog_admin_client::CatalogAdminClient::with_interceptor(
+        channel.clone(),
+        AdminToken(ADMIN_TOKEN),
+    )
+    .create_product(pb::CreateProductRequest {
+        name: "Traced kettle".into(),
+        description: "a kettle".into(),
+        price: Some(pb::Money {
+            amount: 2400,
+            currency: "USD".into(),
+        }),
+        category_id: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .id;
+    pb::inventory_admin_client::InventoryAdminClient::with_interceptor(
+        channel,
+        AdminToken(ADMIN_TOKEN),
+    )
+    .receive_stock(pb::ReceiveStockRequest {
+        product_id: product.clone(),
+        quantity: 10,
+    })
+    .await
+    .unwrap();
+    let credential = enroll_at(&hub_url, "store-trace");
+    let mut node = Traced::start(
+        "edgecart-node",
+        &[
+            "--node-id",
+            "store-trace",
+            "--data-dir",
+            node_dir.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            JWT_SECRET,
+            "--hub-url",
+            &hub_url,
+            "--hub-token",
+            &credential,
+        ],
+        otlp,
+        "listening on http://",
+    );
+    let client = Client::new();
+    let base = format!("http://{}", node.addr);
+    let node_log = || async { format!("{:?}", node.log.lock().unwrap()) };
+    wait_until(
+        WAIT,
+        "selling rights at the node",
+        || async {
+            let p: serde_json::Value = client
+                .get(format!("{base}/v1/products/{product}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (p["stock"]["available_here"].as_i64()? > 0).then_some(())
+        },
+        node_log,
+    )
+    .await;
+    let r = client
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"email": "trace@shop.test", "name": "Trace", "password": "trace-pass-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The shopper's client traces the checkout: both requests carry its context.
+    let trace_id: String = uuid_like_hex();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let r = client
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&token)
+        .header("traceparent", &traceparent)
+        .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let order = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = client
+        .post(format!("{base}/v1/orders/{order}/payments"))
+        .bearer_auth(&token)
+        .header("traceparent", &traceparent)
+        .json(&json!({"method": "card", "card_token": "tok_visa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let payment = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The hub charged the card (the sim provider) and the outcome came back to the store.
+    wait_until(
+        WAIT,
+        "the card capture to reach the node",
+        || async {
+            let p: serde_json::Value = client
+                .get(format!("{base}/v1/payments/{payment}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (p["status"] == "captured").then_some(())
+        },
+        || async { format!("{:?}", hub.log.lock().unwrap()) },
+    )
+    .await;
+
+    node.stop();
+    hub.stop();
+    let spans = received.lock().unwrap().clone();
+    let in_trace = |service: &str, name: &str, attr: &str| {
+        spans.iter().any(|(s, n, attrs, t)| {
+            s == service && n == name && t == &trace_id && attrs.iter().any(|a| a == attr)
+        })
+    };
+    assert!(
+        in_trace("edgecart-node", "http", "path=/v1/orders"),
+        "the order request is not in the checkout's trace: {spans:?}"
+    );
+    assert!(
+        in_trace(
+            "edgecart-node",
+            "http",
+            &format!("path=/v1/orders/{order}/payments")
+        ),
+        "the payment request is not in the checkout's trace: {spans:?}"
+    );
+    assert!(
+        in_trace("edgecart-hub", "apply_change", "entity=order"),
+        "the hub's apply of the order is not in the checkout's trace: {spans:?}"
+    );
+    assert!(
+        in_trace("edgecart-hub", "apply_change", "entity=payment"),
+        "the hub's apply of the payment is not in the checkout's trace: {spans:?}"
+    );
+    assert!(
+        in_trace(
+            "edgecart-hub",
+            "provider.charge",
+            &format!("payment_id={payment}")
+        ),
+        "the provider call is not in the checkout's trace: {spans:?}"
+    );
+    // The sign-up (no client context) is a trace of its own, not the checkout's.
+    let signup = spans
+        .iter()
+        .find(|(s, n, attrs, _)| {
+            s == "edgecart-node" && n == "http" && attrs.iter().any(|a| a == "path=/v1/users")
+        })
+        .unwrap_or_else(|| panic!("no span of the sign-up: {spans:?}"));
+    assert_ne!(signup.3, trace_id);
+}
+
+/// A fresh random 128-bit trace id in lower-case hex.
+fn uuid_like_hex() -> String {
+    (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}

@@ -22,11 +22,27 @@ pub struct LedgerRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
+    /// The W3C trace context (`traceparent`, `tracestate`) of the store's change that reported
+    /// the payment; empty when the store does not export traces.
+    pub traceparent: String,
+    pub tracestate: String,
 }
 
 const COLUMNS: &str =
     "payment_id, node_id, order_id, method, amount, currency, card_token, status, offline,
-    provider_charge_id, attempts, last_error, created_at";
+    provider_charge_id, attempts, last_error, created_at, coalesce(traceparent, ''),
+    coalesce(tracestate, '')";
+
+/// Keeps the trace context of the change that reported payment `id` (the first traced one: the
+/// checkout's), so the provider call joins that trace.
+pub fn keep_trace(conn: &Connection, id: &str, traceparent: &str, tracestate: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE ledger SET traceparent = ?2, tracestate = nullif(?3, '')
+         WHERE payment_id = ?1 AND traceparent IS NULL",
+    )?
+    .execute(params![id, traceparent, tracestate])?;
+    Ok(())
+}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRow> {
     Ok(LedgerRow {
@@ -52,6 +68,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRow> {
         attempts: r.get(10)?,
         last_error: r.get(11)?,
         created_at: r.get(12)?,
+        traceparent: r.get(13)?,
+        tracestate: r.get(14)?,
     })
 }
 

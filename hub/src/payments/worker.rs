@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use edgecart_proto::LedgerStatus;
 
@@ -220,6 +221,11 @@ async fn pass(
                 reason: Some("no card token".into()),
             },
             Some(source) => {
+                // The provider call continues the trace of the checkout that reported the
+                // payment (its context came with the store's change and is kept on the entry).
+                let span = tracing::info_span!("provider.charge", payment_id = %p.payment_id,
+                    node = %p.node_id, attempt = p.attempts + 1);
+                crate::telemetry::continue_trace(&span, &p.traceparent, &p.tracestate);
                 let outcome = provider
                     .charge(&ChargeRequest {
                         payment_id: &p.payment_id,
@@ -229,6 +235,7 @@ async fn pass(
                         currency: &p.currency,
                         source,
                     })
+                    .instrument(span)
                     .await;
                 match &outcome {
                     ChargeOutcome::Succeeded { .. } => {

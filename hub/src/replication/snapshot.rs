@@ -116,6 +116,7 @@ impl Snapshot {
                         entity_id,
                         version,
                         payload_json,
+                        ..Default::default()
                     })
                     .collect(),
             ));
@@ -167,6 +168,7 @@ impl Snapshot {
                     product_id: product.clone(),
                     others_net: stock::others_net(&counter, node),
                 })?,
+                ..Default::default()
             });
         }
         Ok(out)

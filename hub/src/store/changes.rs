@@ -47,6 +47,7 @@ pub fn for_node(
                 entity_id: r.get(2)?,
                 version: r.get(3)?,
                 payload_json: r.get(4)?,
+                ..Default::default()
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

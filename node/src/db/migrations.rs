@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/node/0003_notifications.sql"),
     include_str!("../../../migrations/node/0004_changes_by_entity.sql"),
     include_str!("../../../migrations/node/0005_payments_offline.sql"),
+    include_str!("../../../migrations/node/0006_trace.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), DbError> {

@@ -45,6 +45,8 @@ trait Job: Send {
 struct WriteJob<F, T, E> {
     f: F,
     reply: oneshot::Sender<Result<T, E>>,
+    /// The queuing request's trace context, for the change-log entries the job writes.
+    trace: Option<crate::telemetry::TraceContext>,
 }
 
 impl<F, T, E> Job for WriteJob<F, T, E>
@@ -54,8 +56,8 @@ where
     E: From<DbError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Completion {
-        let WriteJob { f, reply } = *self;
-        let outcome = run_in_savepoint(conn, f);
+        let WriteJob { f, reply, trace } = *self;
+        let outcome = crate::telemetry::with_job_context(trace, || run_in_savepoint(conn, f));
         Box::new(move |commit: Result<(), DbError>| {
             // A failed commit overrides everything: nothing of the batch is on disk, so even a
             // job's own error (which may have read the lost writes of an earlier job) is not
@@ -110,7 +112,11 @@ impl Writer {
     {
         let (reply, result) = oneshot::channel::<Result<T, E>>();
         self.jobs
-            .send(Box::new(WriteJob { f, reply }))
+            .send(Box::new(WriteJob {
+                f,
+                reply,
+                trace: crate::telemetry::current_context(),
+            }))
             .await
             .map_err(|_| E::from(DbError::WriterGone))?;
         result.await.map_err(|_| E::from(DbError::WriterGone))?
@@ -257,7 +263,14 @@ mod tests {
 
     fn job(f: impl FnOnce(&Tx) -> Result<(), DbError> + Send + 'static) -> (Box<dyn Job>, Reply) {
         let (reply, rx) = oneshot::channel();
-        (Box::new(WriteJob { f, reply }), rx)
+        (
+            Box::new(WriteJob {
+                f,
+                reply,
+                trace: None,
+            }),
+            rx,
+        )
     }
 
     fn insert(tx: &Tx, id: i64, size: usize) -> rusqlite::Result<usize> {

@@ -96,6 +96,9 @@ pub fn router(state: AppState) -> Router {
     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
         let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
         let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty);
+        // A client's W3C `traceparent` (a storefront that traces itself) makes the request part
+        // of the client's trace: a whole checkout is then one trace, through to the hub.
+        crate::telemetry::continue_trace(&span, req.headers());
         crate::telemetry::record_trace_id(&span);
         span
     }))

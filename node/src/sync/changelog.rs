@@ -26,16 +26,21 @@ pub fn append(
 ) -> Result<()> {
     let payload = serde_json::to_string(payload)
         .map_err(|e| Error::Internal(format!("change payload: {e}")))?;
+    // The trace context of the request that queued this write (none when traces are off), so
+    // the hub's work on the entry joins that trace.
+    let trace = crate::telemetry::job_context();
     tx.prepare_cached(
-        "INSERT INTO changes (entity, entity_id, version, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO changes (entity, entity_id, version, payload, created_at, traceparent, tracestate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, nullif(?7, ''))",
     )?
     .execute(params![
         entity,
         entity_id,
         version.to_string(),
         payload,
-        crate::time::now_ms()
+        crate::time::now_ms(),
+        trace.as_ref().map(|t| t.traceparent.as_str()),
+        trace.as_ref().map(|t| t.tracestate.as_str()),
     ])?;
     Ok(())
 }
@@ -84,7 +89,8 @@ pub fn after(
     limit: usize,
 ) -> Result<Vec<edgecart_proto::pb::Change>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, entity, entity_id, version, payload FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, entity, entity_id, version, payload, coalesce(traceparent, ''), coalesce(tracestate, '')
+         FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt
         .query_map(params![cursor, limit as i64], |r| {
@@ -94,6 +100,8 @@ pub fn after(
                 entity_id: r.get(2)?,
                 version: r.get(3)?,
                 payload_json: r.get(4)?,
+                traceparent: r.get(5)?,
+                tracestate: r.get(6)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -146,8 +154,8 @@ pub fn renumber_after(tx: &Tx, hub_acked: i64) -> Result<()> {
         [hub_acked],
     )?;
     tx.execute(
-        "INSERT INTO changes (entity, entity_id, version, payload, created_at)
-         SELECT entity, entity_id, version, payload, created_at FROM changes
+        "INSERT INTO changes (entity, entity_id, version, payload, created_at, traceparent, tracestate)
+         SELECT entity, entity_id, version, payload, created_at, traceparent, tracestate FROM changes
          WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
         params![local_acked, hub_acked],
     )?;

@@ -9,7 +9,7 @@ async fn health_ready_metrics_and_request_ids() {
     assert_eq!(health["status"], "ok");
     let ready = json_of(app.get("/readyz", None).await, 200).await;
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["schema_version"], 5);
+    assert_eq!(ready["schema_version"], 6);
 
     let r = app.get("/v1/products", None).await;
     let request_id = r

@@ -276,6 +276,7 @@ fn hub_batch(order_id: &str, users: usize) -> Vec<pb::Change> {
             status: "cancelled".into(),
         })
         .unwrap(),
+        ..Default::default()
     }];
     for i in 0..users {
         let id = edgecart_proto::ids::new_id().to_string();
@@ -301,6 +302,7 @@ fn hub_batch(order_id: &str, users: usize) -> Vec<pb::Change> {
             entity_id: id,
             version: clock.now().to_string(),
             payload_json,
+            ..Default::default()
         });
     }
     changes

@@ -3,3 +3,7 @@
 -- call happens later, outside any request). NULL when the store does not export traces.
 ALTER TABLE ledger ADD COLUMN traceparent TEXT;
 ALTER TABLE ledger ADD COLUMN tracestate TEXT;
+-- The same context on the outcome the hub sends back to the store (`changes`), so the store's
+-- apply of a charge's outcome joins the checkout's trace too.
+ALTER TABLE changes ADD COLUMN traceparent TEXT;
+ALTER TABLE changes ADD COLUMN tracestate TEXT;

@@ -78,25 +78,37 @@ pub fn current_context() -> Option<TraceContext> {
 /// Makes `span` (not entered yet) a child of the W3C trace context in `headers`, if spans are
 /// exported and the headers carry a valid one; otherwise the span starts its own trace.
 pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(traceparent) = header("traceparent") {
+        continue_from(span, traceparent, header("tracestate").unwrap_or_default());
+    }
+}
+
+/// Makes `span` (not entered yet) a child of a W3C trace context (`traceparent`, `tracestate`
+/// values, e.g. of a hub change-log entry). Nothing when spans are not exported or the context
+/// is empty or malformed.
+pub fn continue_from(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    if !EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+    if traceparent.is_empty() || !exporting() {
         return;
     }
-    let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else {
-        return;
-    };
     let mut carrier = std::collections::HashMap::with_capacity(2);
     carrier.insert("traceparent".to_string(), traceparent.to_string());
-    if let Some(state) = headers.get("tracestate").and_then(|v| v.to_str().ok()) {
-        carrier.insert("tracestate".to_string(), state.to_string());
+    if !tracestate.is_empty() {
+        carrier.insert("tracestate".to_string(), tracestate.to_string());
     }
     let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
     if cx.span().span_context().is_valid() {
         // Only fails for a span already started or filtered out: it then keeps its own trace.
         let _ = span.set_parent(cx);
     }
+}
+
+/// Whether spans are exported at all (callers skip building spans nobody receives).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 thread_local! {

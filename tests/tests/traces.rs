@@ -266,8 +266,9 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
 
 /// One card checkout is one trace across both services: the shopper's client sends a W3C
 /// `traceparent` with both requests, the node's change-log entries carry the context to the hub,
-/// the hub applies them in spans of that trace, and the payment worker's provider call — later,
-/// outside any request — continues it from the context kept on the ledger entry.
+/// the hub applies them in spans of that trace, the payment worker's provider call — later,
+/// outside any request — continues it from the context kept on the ledger entry, and the
+/// outcome's entry carries it back to the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_checkout_is_one_trace_across_node_stream_and_hub() {
     use edgecart_e2e::AdminToken;
@@ -459,6 +460,14 @@ async fn a_card_checkout_is_one_trace_across_node_stream_and_hub() {
             &format!("payment_id={payment}")
         ),
         "the provider call is not in the checkout's trace: {spans:?}"
+    );
+    assert!(
+        in_trace(
+            "edgecart-node",
+            "apply_hub_change",
+            "entity=payment_outcome"
+        ),
+        "the node's apply of the charge's outcome is not in the checkout's trace: {spans:?}"
     );
     // The sign-up (no client context) is a trace of its own, not the checkout's.
     let signup = spans

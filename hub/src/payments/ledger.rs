@@ -337,13 +337,14 @@ pub fn settle_charge(
         reason: reason.map(str::to_string),
         charge_id: captured.map(str::to_string),
     };
-    changes::append(
+    changes::append_traced(
         conn,
         Some(&p.node_id),
         entity::PAYMENT_OUTCOME,
         id,
         version,
         &serde_json::to_string(&outcome)?,
+        (&p.traceparent, &p.tracestate),
     )?;
     if refund_all {
         let p = LedgerRow {

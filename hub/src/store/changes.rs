@@ -13,9 +13,32 @@ pub fn append(
     version: &str,
     payload: &str,
 ) -> Result<i64> {
+    append_traced(
+        conn,
+        audience,
+        entity,
+        entity_id,
+        version,
+        payload,
+        ("", ""),
+    )
+}
+
+/// [`append`] with the W3C trace context (`traceparent`, `tracestate`; empty for none) the
+/// entry carries to the node, so the node's apply joins that trace.
+pub fn append_traced(
+    conn: &Connection,
+    audience: Option<&str>,
+    entity: &str,
+    entity_id: &str,
+    version: &str,
+    payload: &str,
+    (traceparent, tracestate): (&str, &str),
+) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO changes (audience, entity, entity_id, version, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO changes (audience, entity, entity_id, version, payload, created_at,
+                              traceparent, tracestate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, nullif(?7, ''), nullif(?8, ''))",
     )?
     .execute(params![
         audience,
@@ -23,7 +46,9 @@ pub fn append(
         entity_id,
         version,
         payload,
-        super::now_ms()
+        super::now_ms(),
+        traceparent,
+        tracestate
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -36,7 +61,8 @@ pub fn for_node(
     limit: usize,
 ) -> Result<Vec<pb::Change>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, entity, entity_id, version, payload FROM changes
+        "SELECT seq, entity, entity_id, version, payload, coalesce(traceparent, ''),
+                coalesce(tracestate, '') FROM changes
          WHERE seq > ?1 AND (audience IS NULL OR audience = ?2) ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt
@@ -47,7 +73,8 @@ pub fn for_node(
                 entity_id: r.get(2)?,
                 version: r.get(3)?,
                 payload_json: r.get(4)?,
-                ..Default::default()
+                traceparent: r.get(5)?,
+                tracestate: r.get(6)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

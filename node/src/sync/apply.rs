@@ -33,7 +33,17 @@ pub fn apply_batch(tx: &Tx, st: &Inner, batch: &[pb::Change]) -> Result<i64> {
     let mut cursor = 0;
     for change in batch {
         cursor = cursor.max(change.seq);
-        match whole(tx, "hub_change", || apply_one(tx, st, change)) {
+        // A traced hub entry (a payment's outcome) is applied in a span of the checkout's
+        // trace; an untraced one costs nothing more.
+        let applied = if change.traceparent.is_empty() || !crate::telemetry::exporting() {
+            whole(tx, "hub_change", || apply_one(tx, st, change))
+        } else {
+            let span = tracing::info_span!("apply_hub_change", seq = change.seq,
+                entity = %change.entity.chars().take(32).collect::<String>());
+            crate::telemetry::continue_from(&span, &change.traceparent, &change.tracestate);
+            span.in_scope(|| whole(tx, "hub_change", || apply_one(tx, st, change)))
+        };
+        match applied {
             Ok(()) => {}
             Err(e) if fatal(tx, &e) => return Err(as_storage(tx, e, change.seq)),
             Err(e) => {

@@ -19,26 +19,41 @@ const WAIT: Duration = Duration::from_secs(30);
 const SHOPPER_PASSWORD: &str = "shopper-pass-obs-1";
 const CARD: &str = "tok_visa";
 
+/// Scrapes `url` until `ok` holds; on timeout shows the last scrape and `log()`.
+async fn scrape_until(
+    client: &Client,
+    url: &str,
+    what: &str,
+    ok: impl Fn(&Scrape) -> bool,
+    log: impl Fn() -> String,
+) -> Scrape {
+    wait_until(
+        WAIT,
+        what,
+        || async { scrape(client, url).await.filter(|s| ok(s)) },
+        || async {
+            let last = scrape(client, url)
+                .await
+                .map(|s| s.text)
+                .unwrap_or_default();
+            format!(
+                "{last}
+log:
+{}",
+                log()
+            )
+        },
+    )
+    .await
+}
+
 async fn node_until(
     client: &Client,
     node: &TestNode,
     what: &str,
     ok: impl Fn(&Scrape) -> bool,
 ) -> Scrape {
-    let url = node.url("/metrics");
-    wait_until(
-        WAIT,
-        what,
-        || async { scrape(client, &url).await.filter(|s| ok(s)) },
-        || async {
-            let last = scrape(client, &url)
-                .await
-                .map(|s| s.text)
-                .unwrap_or_default();
-            format!("{last}\nnode log:\n{}", node.proc.log())
-        },
-    )
-    .await
+    scrape_until(client, &node.url("/metrics"), what, ok, || node.proc.log()).await
 }
 
 async fn hub_until(
@@ -48,19 +63,7 @@ async fn hub_until(
     ok: impl Fn(&Scrape) -> bool,
 ) -> Scrape {
     let url = format!("{}/metrics", hub.metrics_base());
-    wait_until(
-        WAIT,
-        what,
-        || async { scrape(client, &url).await.filter(|s| ok(s)) },
-        || async {
-            let last = scrape(client, &url)
-                .await
-                .map(|s| s.text)
-                .unwrap_or_default();
-            format!("{last}\nhub log:\n{}", hub.proc.log())
-        },
-    )
-    .await
+    scrape_until(client, &url, what, ok, || hub.proc.log()).await
 }
 
 struct Day {

@@ -147,6 +147,47 @@ impl Traced {
     }
 }
 
+impl Traced {
+    fn hub(dir: &std::path::Path, otlp: SocketAddr) -> Traced {
+        let dir = dir.to_str().unwrap();
+        let args = [
+            "--data-dir",
+            dir,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-token",
+            ADMIN_TOKEN,
+        ];
+        Traced::start("edgecart-hub", &args, otlp, "listening on grpc://")
+    }
+
+    fn node(
+        id: &str,
+        dir: &std::path::Path,
+        hub_url: &str,
+        credential: &str,
+        extra: &[&str],
+        otlp: SocketAddr,
+    ) -> Traced {
+        let mut args = vec![
+            "--node-id",
+            id,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            JWT_SECRET,
+            "--hub-url",
+            hub_url,
+            "--hub-token",
+            credential,
+        ];
+        args.extend_from_slice(extra);
+        Traced::start("edgecart-node", &args, otlp, "listening on http://")
+    }
+}
+
 impl Drop for Traced {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -160,41 +201,16 @@ async fn both_services_export_spans_over_otlp_and_flush_them_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = dir.path().join("hub");
     let node_dir = dir.path().join("node");
-    let mut hub = Traced::start(
-        "edgecart-hub",
-        &[
-            "--data-dir",
-            hub_dir.to_str().unwrap(),
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-token",
-            ADMIN_TOKEN,
-        ],
-        otlp,
-        "listening on grpc://",
-    );
+    let mut hub = Traced::hub(&hub_dir, otlp);
     let hub_url = format!("http://{}", hub.addr);
     let credential = enroll_at(&hub_url, "store-otel");
-    let mut node = Traced::start(
-        "edgecart-node",
-        &[
-            "--node-id",
-            "store-otel",
-            "--data-dir",
-            node_dir.to_str().unwrap(),
-            "--http-addr",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            JWT_SECRET,
-            "--hub-url",
-            &hub_url,
-            "--hub-token",
-            &credential,
-            "--log-format",
-            "json",
-        ],
+    let mut node = Traced::node(
+        "store-otel",
+        &node_dir,
+        &hub_url,
+        &credential,
+        &["--log-format", "json"],
         otlp,
-        "listening on http://",
     );
     let client = Client::new();
     let base = format!("http://{}", node.addr);
@@ -278,19 +294,7 @@ async fn a_card_checkout_is_one_trace_across_node_stream_and_hub() {
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = dir.path().join("hub");
     let node_dir = dir.path().join("node");
-    let mut hub = Traced::start(
-        "edgecart-hub",
-        &[
-            "--data-dir",
-            hub_dir.to_str().unwrap(),
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-token",
-            ADMIN_TOKEN,
-        ],
-        otlp,
-        "listening on grpc://",
-    );
+    let mut hub = Traced::hub(&hub_dir, otlp);
     let hub_url = format!("http://{}", hub.addr);
     let channel = tonic::transport::Channel::from_shared(hub_url.clone())
         .unwrap()
@@ -325,25 +329,7 @@ async fn a_card_checkout_is_one_trace_across_node_stream_and_hub() {
     .await
     .unwrap();
     let credential = enroll_at(&hub_url, "store-trace");
-    let mut node = Traced::start(
-        "edgecart-node",
-        &[
-            "--node-id",
-            "store-trace",
-            "--data-dir",
-            node_dir.to_str().unwrap(),
-            "--http-addr",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            JWT_SECRET,
-            "--hub-url",
-            &hub_url,
-            "--hub-token",
-            &credential,
-        ],
-        otlp,
-        "listening on http://",
-    );
+    let mut node = Traced::node("store-trace", &node_dir, &hub_url, &credential, &[], otlp);
     let client = Client::new();
     let base = format!("http://{}", node.addr);
     let node_log = || async { format!("{:?}", node.log.lock().unwrap()) };

@@ -84,7 +84,7 @@ for dir in "${targets[@]}"; do
 done
 
 # --- 3: compose -----------------------------------------------------------------------------
-compose_env=(EDGECART_JWT_SECRET=x EDGECART_BOOTSTRAP_TOKEN=x EDGECART_ADMIN_TOKEN=x EDGECART_ADMIN_PASSWORD=x)
+compose_env=(EDGECART_BOOTSTRAP_TOKEN=x EDGECART_ADMIN_TOKEN=x EDGECART_ADMIN_PASSWORD=x)
 if docker compose version >/dev/null 2>&1; then
     env "${compose_env[@]}" docker compose -f deploy/compose.yaml config --quiet \
         && step "deploy/compose.yaml: docker compose config ok" || fail "deploy/compose.yaml"

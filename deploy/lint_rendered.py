@@ -10,7 +10,7 @@ import yaml
 
 # Secrets the base references but never creates: the dev overlay generates them, prod expects
 # them to exist (docs/operations.md). Optional ones may be absent even in dev.
-EXTERNAL_SECRETS = {"edgecart-jwt-secret", "edgecart-bootstrap-token", "edgecart-admin-token", "edgecart-node-admin"}
+EXTERNAL_SECRETS = {"edgecart-bootstrap-token", "edgecart-admin-token", "edgecart-node-admin"}
 PROD_EXTERNAL = EXTERNAL_SECRETS | {"edgecart-storefront-tls"}
 UID = 65532
 GRACE = 30

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/hub/0004_growth.sql"),
     include_str!("../../migrations/hub/0005_credentials.sql"),
     include_str!("../../migrations/hub/0006_trace.sql"),
+    include_str!("../../migrations/hub/0007_user_stores.sql"),
 ];
 
 #[derive(Clone)]

@@ -17,6 +17,7 @@
 //! - [`telemetry`]: logging set-up (`--log-format`).
 //! - [`auth`]: bearer-token checks. [`error`]: `HubError` → `tonic::Status`, once.
 
+pub mod accounts;
 pub mod admin;
 pub mod allocation;
 pub mod auth;
@@ -178,6 +179,9 @@ pub async fn run(
             hub: hub.clone(),
             shutdown: stop_streams.clone(),
         }))
+        .add_service(pb::accounts_server::AccountsServer::new(
+            accounts::AccountsService::new(hub.clone()),
+        ))
         .add_service(admin_only(
             &hub,
             pb::catalog_admin_server::CatalogAdminServer::new(admin()),

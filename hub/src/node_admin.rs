@@ -145,6 +145,29 @@ impl pb::node_admin_server::NodeAdmin for Admin {
             stream_ended,
         }))
     }
+
+    async fn set_catalog_edits(
+        &self,
+        req: Request<pb::SetCatalogEditsRequest>,
+    ) -> Result<Response<pb::SetCatalogEditsResponse>, Status> {
+        auth::require_admin(&req)?;
+        let r = req.into_inner();
+        let node = store_id(&r.node_id)?;
+        let (n, allowed) = (node.to_string(), r.catalog_edits);
+        let found = self
+            .hub
+            .db
+            .write(move |tx| credentials::set_catalog_edits(tx, &n, allowed))
+            .await?;
+        if !found {
+            return Err(HubError::NotFound("enrolled node").into());
+        }
+        tracing::info!(node = %node, catalog_edits = allowed, "node catalog edits switched");
+        Ok(Response::new(pb::SetCatalogEditsResponse {
+            node_id: node.to_string(),
+            catalog_edits: allowed,
+        }))
+    }
 }
 
 /// Enrolls store `node` and issues its first credential, in the caller's transaction.

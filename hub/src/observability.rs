@@ -106,6 +106,11 @@ fn register() {
         "edgecart_hub_refused_connections_total",
         "Sync connections refused, by reason (e.g. a revoked or unknown credential)."
     );
+    describe_counter!(
+        "edgecart_hub_sign_in_verifications_total",
+        "Sign-ins a store asked the hub to verify (an email it does not hold), by outcome: \
+         verified, denied, throttled (the store asked too often)."
+    );
     describe_gauge!(
         "edgecart_hub_payments",
         "Payments in the ledger that still need the provider, by state \
@@ -162,7 +167,18 @@ fn register() {
     ] {
         counter!("edgecart_hub_refused_changes_total", "reason" => r).absolute(0);
     }
+    for o in SIGN_IN_OUTCOMES {
+        counter!("edgecart_hub_sign_in_verifications_total", "outcome" => *o).absolute(0);
+    }
     let _ = histogram!("edgecart_hub_sqlite_write_duration_seconds");
+}
+
+const SIGN_IN_OUTCOMES: &[&str] = &["verified", "denied", "throttled"];
+
+/// A store's sign-in verification ended with `outcome` (one of [`SIGN_IN_OUTCOMES`]).
+pub fn sign_in_verification(outcome: &'static str) {
+    debug_assert!(SIGN_IN_OUTCOMES.contains(&outcome));
+    counter!("edgecart_hub_sign_in_verifications_total", "outcome" => outcome).increment(1);
 }
 
 /// One SQLite write transaction took `elapsed`.

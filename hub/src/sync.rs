@@ -165,7 +165,7 @@ fn decommissioned(node: &ActorId) -> Status {
 
 /// Who a Sync call is: the store its credential was issued to. Every refusal is counted by
 /// reason and answered UNAUTHENTICATED; nothing of the presented token is logged.
-async fn authenticate(
+pub(crate) async fn authenticate(
     hub: &Hub,
     metadata: &tonic::metadata::MetadataMap,
 ) -> Result<(ActorId, String), Status> {
@@ -199,7 +199,7 @@ async fn authenticate(
 /// stream's credential was revoked (UNAUTHENTICATED). The checks are in the same transaction,
 /// so nothing a retired node sends lands after the hub took its stock cells over, and nothing
 /// lands from a credential once its revocation committed.
-async fn write_as_active<T, F>(
+pub(crate) async fn write_as_active<T, F>(
     hub: &Hub,
     node: &ActorId,
     credential: &str,

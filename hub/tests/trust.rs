@@ -482,6 +482,36 @@ async fn a_rogue_store_with_its_own_credential_can_change_only_what_it_owns() {
         q("SELECT name FROM products WHERE id = ?1", p_a).as_deref(),
         Some("From a")
     );
+
+    // The policy is switchable after enrollment: on for store-c, then its edit applies.
+    let switched = hub
+        .nodes()
+        .set_catalog_edits(pb::SetCatalogEditsRequest {
+            node_id: "store-c".into(),
+            catalog_edits: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(switched.catalog_edits);
+    let later = vec![pb::Change {
+        seq: 2,
+        ..product(&clock_c, p_c, "From c, allowed now")
+    }];
+    assert_eq!(send_acked(&mut c, later).await, 2);
+    assert_eq!(
+        q("SELECT name FROM products WHERE id = ?1", p_c).as_deref(),
+        Some("From c, allowed now")
+    );
+    let unknown = hub
+        .nodes()
+        .set_catalog_edits(pb::SetCatalogEditsRequest {
+            node_id: "store-zz".into(),
+            catalog_edits: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
 #[tokio::test]

@@ -44,7 +44,8 @@ pub struct Config {
     #[arg(long, env = "EDGECART_HUB_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub hub_bootstrap_token: Option<String>,
 
-    /// Secret for signing customer JWTs (HS256). At least 32 bytes. Required unless --demo.
+    /// Secret for signing customer JWTs (HS256), at least 32 bytes. Without it the store makes
+    /// a key of its own on first start (`DATA_DIR/jwt.key`), so tokens are valid at this store only.
     #[arg(long, env = "EDGECART_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 

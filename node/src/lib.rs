@@ -51,24 +51,14 @@ use crate::db::{Db, DbConfig};
 use crate::state::{AppState, Inner};
 use crate::users::auth::{JwtKeys, PasswordHasher};
 
-/// Development secret used by `--demo` when no `--jwt-secret` is given.
-const DEMO_JWT_SECRET: &str = "edgecart-demo-secret--not-for-production-use";
-
 /// Opens the database and builds the application state (bootstrap admin and demo data included).
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let node_id = ActorId::parse(&config.node_id).context("--node-id")?;
     let currency = Currency::parse(&config.currency).context("--currency")?;
-    let secret = match (&config.jwt_secret, config.demo) {
-        (Some(s), _) if s.len() >= 32 => s.clone(),
-        (Some(_), _) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
-        (None, true) => {
-            tracing::warn!("demo mode: using the built-in development JWT secret");
-            DEMO_JWT_SECRET.to_string()
-        }
-        (None, false) => anyhow::bail!("--jwt-secret (EDGECART_JWT_SECRET) is required"),
-    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let secret = crate::users::auth::signing_key(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?;
     let db = Db::open(&DbConfig {
         path: config.db_path(),
         durability: config.sqlite_synchronous,
@@ -111,7 +101,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         db,
         node_id,
         clock,
-        jwt: JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs),
+        jwt: JwtKeys::new(&secret, config.jwt_ttl_secs),
         passwords: PasswordHasher::new(2)?,
         currency,
         low_stock_threshold: config.low_stock_threshold,

@@ -507,8 +507,7 @@ impl TestNode {
             dir.to_str().expect("utf-8 path"),
             "--http-addr",
             &http_addr,
-            "--jwt-secret",
-            JWT_SECRET,
+            // No --jwt-secret: each store makes its own signing key, as deployed.
             "--admin-email",
             ADMIN_EMAIL,
             "--admin-password",

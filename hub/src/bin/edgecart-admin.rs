@@ -105,6 +105,12 @@ enum NodesCmd {
         #[arg(long, default_value = "")]
         credential: String,
     },
+    /// Switches whether the hub applies the store's catalog edits (products, categories).
+    CatalogEdits {
+        node_id: String,
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
 }
 
 #[derive(Clone)]
@@ -225,6 +231,22 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     ""
                 }
+            );
+        }
+        Cmd::Nodes {
+            action: Some(NodesCmd::CatalogEdits { node_id, setting }),
+        } => {
+            let r = node_admin()
+                .set_catalog_edits(pb::SetCatalogEditsRequest {
+                    node_id,
+                    catalog_edits: setting == "on",
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{}: catalog edits {}",
+                r.node_id,
+                if r.catalog_edits { "on" } else { "off" }
             );
         }
         Cmd::Nodes { action: None } => {

@@ -70,7 +70,10 @@ impl Snapshot {
         loop {
             let (rows, limit) = match self.part {
                 Part::Done => return Ok(None),
-                Part::Users => (users::snapshot(conn, &self.after, PAGE)?, PAGE),
+                Part::Users => (
+                    users::snapshot(conn, self.node.as_str(), &self.after, PAGE)?,
+                    PAGE,
+                ),
                 Part::Categories => (catalog::snapshot_categories(conn, &self.after, PAGE)?, PAGE),
                 Part::Products => (catalog::snapshot_products(conn, &self.after, PAGE)?, PAGE),
                 Part::Orders => (

@@ -49,6 +49,14 @@ pub fn enroll(conn: &Connection, node: &str, catalog_edits: bool, now: i64) -> R
     Ok(n == 1)
 }
 
+/// Sets whether the hub applies `node`'s catalog edits; false when it is not enrolled.
+pub fn set_catalog_edits(conn: &Connection, node: &str, allowed: bool) -> Result<bool> {
+    let n = conn
+        .prepare_cached("UPDATE enrollments SET catalog_edits = ?2 WHERE node_id = ?1")?
+        .execute(params![node, allowed as i64])?;
+    Ok(n == 1)
+}
+
 pub fn add(conn: &Connection, node: &str, id: &str, hash: &[u8; 32], now: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO node_credentials (id, node_id, secret_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",

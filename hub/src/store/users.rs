@@ -1,6 +1,10 @@
 //! User accounts, replicated LWW, with email uniqueness arbitrated here: the first account the
 //! hub sees keeps an email; a later account with the same email elsewhere is marked conflicted.
+//!
+//! Least data per store: an account goes only to the stores that hold it (`user_stores`): the
+//! store it was registered at, and every store the customer signed in at since ([`hold`]).
 
+use edgecart_proto::pb;
 use edgecart_proto::sync::{UserPayload, entity};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -69,43 +73,99 @@ pub fn apply(
         version,
         node
     ])?;
-    changes::append(
-        conn,
-        None,
-        entity::USER,
-        &state.id,
-        &version,
-        &serde_json::to_string(&state)?,
-    )?;
+    conn.prepare_cached("INSERT OR IGNORE INTO user_stores (user_id, node_id) VALUES (?1, ?2)")?
+        .execute(params![state.id, node])?;
+    let payload = serde_json::to_string(&state)?;
+    for holder in holders(conn, &state.id)? {
+        changes::append(
+            conn,
+            Some(&holder),
+            entity::USER,
+            &state.id,
+            &version,
+            &payload,
+        )?;
+    }
     Ok(true)
 }
 
-/// One page of the customer accounts after id `after`, as sync changes `(entity, id, version,
-/// payload)`, for a node's snapshot. Accounts of other roles a hub got before stores were
-/// restricted are not sent: they stay at the store that made them.
+/// The stores holding account `id`.
+fn holders(conn: &Connection, id: &str) -> Result<Vec<String>> {
+    Ok(conn
+        .prepare_cached("SELECT node_id FROM user_stores WHERE user_id = ?1")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// What signing in at a store checks: a customer account's id and password hash by email.
+/// Conflicted, deleted and non-customer accounts never sign in through the hub.
+pub fn sign_in_candidate(conn: &Connection, email: &str) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, password_hash FROM users
+             WHERE email = ?1 AND conflicted = 0 AND role = 'customer' AND status = 'active'
+                   AND password_hash IS NOT NULL",
+        )?
+        .query_row([email], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Makes `node` a holder of account `id` (the customer signed in there) and answers the
+/// account's current state as a change entry for that store. In the same transaction as the
+/// holder row, so every later change of the account is also sent to the store.
+pub fn hold(conn: &Connection, id: &str, node: &str) -> Result<Option<pb::Change>> {
+    conn.prepare_cached("INSERT OR IGNORE INTO user_stores (user_id, node_id) VALUES (?1, ?2)")?
+        .execute(params![id, node])?;
+    let row = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], payload_row)
+        .optional()?;
+    row.map(|(u, version)| {
+        Ok(pb::Change {
+            seq: 0,
+            entity: entity::USER.to_string(),
+            entity_id: u.id.clone(),
+            version,
+            payload_json: serde_json::to_string(&u)?,
+            traceparent: String::new(),
+            tracestate: String::new(),
+        })
+    })
+    .transpose()
+}
+
+const COLUMNS: &str =
+    "id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version";
+
+fn payload_row(r: &rusqlite::Row) -> rusqlite::Result<(UserPayload, String)> {
+    let u = UserPayload {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        password_hash: r.get(3)?,
+        role: r.get(4)?,
+        status: r.get(5)?,
+        conflicted: r.get::<_, i64>(6)? != 0,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    };
+    Ok((u, r.get(9)?))
+}
+
+/// One page of the customer accounts store `node` holds after id `after`, as sync changes
+/// `(entity, id, version, payload)`, for its snapshot. Accounts of other roles a hub got before
+/// stores were restricted are not sent: they stay at the store that made them.
 pub fn snapshot(
     conn: &Connection,
+    node: &str,
     after: &str,
     limit: usize,
 ) -> Result<Vec<(String, String, String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, email, name, password_hash, role, status, conflicted, created_at, updated_at, version
-         FROM users WHERE id > ?1 AND role = 'customer' ORDER BY id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(rusqlite::params![after, limit as i64], |r| {
-        let u = UserPayload {
-            id: r.get(0)?,
-            email: r.get(1)?,
-            name: r.get(2)?,
-            password_hash: r.get(3)?,
-            role: r.get(4)?,
-            status: r.get(5)?,
-            conflicted: r.get::<_, i64>(6)? != 0,
-            created_at: r.get(7)?,
-            updated_at: r.get(8)?,
-        };
-        Ok((u, r.get::<_, String>(9)?))
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users JOIN user_stores s ON s.user_id = users.id AND s.node_id = ?1
+         WHERE id > ?2 AND role = 'customer' ORDER BY id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![node, after, limit as i64], payload_row)?;
     let mut out = Vec::new();
     for row in rows {
         let (u, v) = row?;

@@ -143,7 +143,7 @@ async fn session(state: &AppState, hub: &HubLink, token: &str) -> Result<(), Syn
         .parse()
         .map_err(|_| SyncError::Protocol("the hub token is not valid header text"))?;
     request.metadata_mut().insert("authorization", bearer);
-    let mut inbound = SyncClient::new(channel)
+    let mut inbound = SyncClient::new(channel.clone())
         .max_decoding_message_size(16 << 20)
         .stream(request)
         .await
@@ -190,6 +190,7 @@ async fn session(state: &AppState, hub: &HubLink, token: &str) -> Result<(), Syn
         super::watermark::restore_dealt_with(state).await;
     }
     tracing::info!(hub_release = %welcome.release, node_cursor = welcome.node_cursor, "connected to the hub");
+    state.sync.set_hub(channel, token);
     state.sync.set_connected(Some(out.clone()));
     let sender = tokio::spawn(send_changes(
         state.clone(),

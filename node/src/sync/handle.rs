@@ -17,6 +17,9 @@ pub struct SyncHandle {
     top_ups: Mutex<HashMap<String, oneshot::Sender<i64>>>,
     /// Restored from an older copy (noticed at start-up) and not yet re-synced by the hub.
     restore_hold: AtomicBool,
+    /// The connection of the current session and the credential it presented, for the unary
+    /// calls beside the stream (sign-in verification, `super::accounts`).
+    hub: Mutex<Option<(tonic::transport::Channel, String)>>,
 }
 
 impl SyncHandle {
@@ -30,6 +33,19 @@ impl SyncHandle {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The hub connection and credential while connected; `None` offline.
+    pub fn hub(&self) -> Option<(tonic::transport::Channel, String)> {
+        if !self.is_connected() {
+            return None;
+        }
+        self.hub.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn set_hub(&self, channel: tonic::transport::Channel, credential: &str) {
+        *self.hub.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((channel, credential.to_string()));
     }
 
     pub(super) fn set_connected(&self, outbound: Option<mpsc::Sender<pb::NodeMessage>>) {

@@ -2,6 +2,7 @@
 //! in its own transaction), the stream client that ships it and applies the hub's changes, and
 //! `/v1/sync/status`.
 
+pub mod accounts;
 pub mod apply;
 pub mod bootstrap;
 pub mod changelog;

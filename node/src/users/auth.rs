@@ -30,6 +30,54 @@ struct Claims {
 }
 
 const ISSUER: &str = "edgecart-node";
+/// The store's own signing key, made on first start when no `--jwt-secret` is given.
+const KEY_FILE: &str = "jwt.key";
+
+/// This store's JWT signing key: `configured` (`--jwt-secret`, at least 32 bytes) or else the
+/// key kept in `data_dir/jwt.key`, made from 32 random bytes on first start (mode 0600). A
+/// key of its own per store means a token, or a key read off a stolen kiosk, is worth nothing
+/// at any other store.
+pub fn signing_key(configured: Option<&str>, data_dir: &std::path::Path) -> Result<Vec<u8>> {
+    if let Some(secret) = configured {
+        if secret.len() < 32 {
+            return Err(Error::invalid("jwt_secret", "must be at least 32 bytes"));
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = data_dir.join(KEY_FILE);
+    let internal =
+        |what: &str, e: std::io::Error| Error::Internal(format!("{what} {}: {e}", path.display()));
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {
+            return Err(Error::Internal(format!(
+                "{} is shorter than 32 bytes",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(internal("reading", e)),
+    }
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    // Written whole under another name and renamed: a crash leaves either no key or all of it.
+    let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
+    {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(|e| internal("creating", e))?;
+        file.write_all(key.as_bytes())
+            .map_err(|e| internal("writing", e))?;
+        file.sync_all().map_err(|e| internal("writing", e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| internal("writing", e))?;
+    tracing::info!(path = %path.display(), "made this store's JWT signing key");
+    Ok(key.into_bytes())
+}
 
 #[derive(Clone)]
 pub struct JwtKeys {

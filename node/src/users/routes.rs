@@ -140,7 +140,10 @@ pub async fn create_account(
 /// Exchanges email and password for a token.
 #[utoipa::path(post, path = "/v1/auth/login",
     description = "Public. A wrong email and a wrong password get the same 401, so the answer does not \
-        tell which accounts exist. The token is valid for the node's `--jwt-ttl-secs`.",
+        tell which accounts exist. The token is valid for the node's `--jwt-ttl-secs`, at this store \
+        only. An email this store does not hold is verified with the hub while the store is \
+        connected (the store keeps the account from then on); offline, only the accounts this store \
+        holds sign in.",
     tag = "users", request_body = LoginRequest,
     responses((status = 200, body = AuthResponse), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
@@ -155,10 +158,20 @@ async fn login(
     if req.password.len() > 1024 {
         return Err(denied);
     }
-    let found = state
+    let lookup = email.clone();
+    let mut found = state
         .db
-        .read(move |c| store::credentials(c, &email))
+        .read(move |c| store::credentials(c, &lookup))
         .await?;
+    // Not held here: the hub may know the customer from another store (least data per store).
+    if found.is_none()
+        && crate::sync::accounts::fetch_verified(&state, email.as_str(), &req.password).await?
+    {
+        found = state
+            .db
+            .read(move |c| store::credentials(c, &email))
+            .await?;
+    }
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),

@@ -58,7 +58,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let secret = crate::users::auth::signing_key(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("the JWT signing key (--jwt-secret or DATA_DIR/jwt.key): {e}")
+        })?;
     let db = Db::open(&DbConfig {
         path: config.db_path(),
         durability: config.sqlite_synchronous,

@@ -186,3 +186,44 @@ impl FromRequestParts<AppState> for AuthUser {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::signing_key;
+
+    #[test]
+    fn each_data_dir_makes_its_own_key_once_and_keeps_it_private() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = signing_key(None, a.path()).unwrap();
+        assert!(first.len() >= 32);
+        assert_eq!(
+            signing_key(None, a.path()).unwrap(),
+            first,
+            "kept across starts"
+        );
+        assert_ne!(
+            signing_key(None, b.path()).unwrap(),
+            first,
+            "one key per store"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(a.path().join("jwt.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "readable by the store's user only: {mode:o}"
+            );
+        }
+        let configured = "c".repeat(32);
+        assert_eq!(
+            signing_key(Some(&configured), a.path()).unwrap(),
+            configured.as_bytes()
+        );
+        assert!(signing_key(Some("short"), a.path()).is_err());
+    }
+}

@@ -158,13 +158,40 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    match run(args).await {
+    // Dropping the run on Ctrl-C or SIGTERM stops what it started: local processes are killed
+    // (kill_on_drop) and the temp dir is removed. Against a remote hub the clean-up is skipped.
+    let outcome = tokio::select! {
+        r = run(args) => r,
+        _ = interrupted() => Err(anyhow::anyhow!(
+            "interrupted: the run was stopped (a remote hub keeps the stores it enrolled)"
+        )),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgecart-load: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn interrupted() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! `/v1/sync/status`.
 
 pub mod apply;
+pub mod backoff;
 pub mod bootstrap;
 pub mod changelog;
 pub mod client;

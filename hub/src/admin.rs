@@ -369,11 +369,17 @@ impl pb::inventory_admin_server::InventoryAdmin for Admin {
             .ok()
             .filter(|q| (1..=1_000_000_000).contains(q))
             .ok_or_else(|| HubError::invalid("quantity", "must be 1-1000000000"))?;
-        let clock = self.hub.clock.clone();
+        let (clock, figures) = (self.hub.clock.clone(), self.hub.figures.clone());
         let pid = id.clone();
+        let product = id.clone();
         self.hub
             .db
-            .write(move |tx| replication::receive_stock(tx, &clock, &pid, quantity))
+            .write_then(
+                move |tx| replication::receive_stock(tx, &clock, &pid, quantity),
+                move |delivered| {
+                    figures.merge([(product.as_str(), delivered)]);
+                },
+            )
             .await?;
         tracing::info!(product_id = %id, quantity, "stock received at the hub");
         Ok(Response::new(self.stock_level(id).await?))

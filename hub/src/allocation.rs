@@ -73,9 +73,30 @@ pub fn plan(
         .collect()
 }
 
+/// What a store joining the fleet gets of a product: up to its floor, from what the hub holds
+/// (`hub_rights`), given the rights it has (`own_rights`). No other store is looked at: a join
+/// costs the same with ten stores or a thousand. Floors may use the reserve, as in [`plan`].
+pub fn floor_for(policy: Policy, hub_rights: i64, own_rights: i64) -> u64 {
+    let need = (policy.floor_per_node - own_rights).max(0);
+    u64::try_from(need.min(hub_rights.max(0))).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_store_gets_its_floor_from_what_the_hub_holds() {
+        let policy = Policy {
+            floor_per_node: 5,
+            reserve_percent: 100,
+        };
+        assert_eq!(floor_for(policy, 100, 0), 5);
+        assert_eq!(floor_for(policy, 3, 0), 3, "no more than the hub holds");
+        assert_eq!(floor_for(policy, 100, 4), 1, "up to the floor");
+        assert_eq!(floor_for(policy, 100, 9), 0);
+        assert_eq!(floor_for(policy, -2, 0), 0);
+    }
 
     fn actor(s: &str) -> ActorId {
         ActorId::parse(s).unwrap()

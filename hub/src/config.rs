@@ -71,6 +71,18 @@ pub struct Config {
     #[arg(long, env = "EDGECART_LOG_JSON", hide = true)]
     pub log_json: bool,
 
+    /// Sync Hellos handled at once; up to four times as many more wait (at most a second) for a
+    /// turn. Beyond that a connecting store is answered UNAVAILABLE at once, with a retry hint
+    /// (`grpc-retry-pushback-ms`) it waits for before it tries again: a reconnecting fleet is
+    /// let in at the pace the hub can take.
+    #[arg(
+        long,
+        env = "EDGECART_HELLO_CONCURRENCY",
+        default_value_t = crate::state::DEFAULT_HELLO_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub hello_concurrency: u16,
+
     /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP on this address; port 0
     /// picks a free port (the bound address is logged). Off when not set.
     #[arg(long, env = "EDGECART_METRICS_ADDR")]
@@ -108,6 +120,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert", &self.tls_cert)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("demo", &self.demo)
+            .field("hello_concurrency", &self.hello_concurrency)
             .field("payment_provider", &self.payment_provider)
             .field("provider_url", &self.provider_url)
             .finish_non_exhaustive()

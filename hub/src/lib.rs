@@ -6,11 +6,13 @@
 //!
 //! # Layout
 //! - [`config`]: command line / environment (`EDGECART_*`).
-//! - [`db`]: the SQLite file (one connection, embedded migrations from `migrations/hub/`).
+//! - [`db`]: the SQLite file (a group-committing writer, a pool of readers, embedded
+//!   migrations from `migrations/hub/`).
 //! - [`store`]: SQL per kind of data (catalog, users, stock cells, orders, nodes, the outbox).
 //! - [`replication`]: applying node changes, receiving and allocating stock, top-ups, snapshots.
 //! - [`allocation`]: the allocation policy (pure arithmetic, unit-tested).
-//! - [`sync`]: the `Sync` bidirectional stream service.
+//! - [`figures`]: global stock figures in memory, and the per-store digests made of them.
+//! - [`sync`]: the `Sync` bidirectional stream service (and the bound on Hellos at once).
 //! - [`admin`]: the admin services (catalog, inventory, nodes, orders).
 //! - [`payments`]: the payment ledger, providers, the charging worker, `PaymentAdmin`.
 //! - [`observability`]: the metrics contract (docs/metrics.md) on `--metrics-addr`.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod figures;
 pub mod node_admin;
 pub mod observability;
 pub mod payments;
@@ -67,10 +70,23 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = db::Db::open(&config.db_path()).context("opening the hub database")?;
-    let hub = Hub::new(db, Clock::new(ActorId::hub()), &config.admin_token);
+    let hub = Hub::with_hello_concurrency(
+        db,
+        Clock::new(ActorId::hub()),
+        &config.admin_token,
+        config.hello_concurrency,
+    );
     if config.demo {
         seed_demo(&hub).await?;
     }
+    let cells = hub
+        .db
+        .read(store::stock::figure_cells)
+        .await
+        .context("reading the stock figures")?;
+    hub.figures
+        .merge(cells.iter().map(|(p, e)| (p.as_str(), e)));
+    tracing::debug!(products = hub.figures.len(), "stock figures loaded");
     Ok(hub)
 }
 
@@ -99,8 +115,7 @@ const WORKER_STOP: Duration = Duration::from_secs(2);
 /// Serves the hub on `listener` until `shutdown` resolves, then stops within a few seconds
 /// whatever is connected: no new connections; every Sync stream ends with `UNAVAILABLE` "hub
 /// shutting down" (its node reconnects with back-off) after writing down the node's
-/// acknowledged cursor; the coalesced stock figures still pending are queued for the nodes;
-/// the payment worker stops between steps.
+/// acknowledged cursor; the payment worker stops between steps.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -156,7 +171,6 @@ pub async fn run(
         ))),
         None => None,
     };
-    let flusher = tokio::spawn(sync::flush_others(hub.clone(), stop_worker.clone()));
     let worker = tokio::spawn(payments::worker::run(
         hub.clone(),
         provider,
@@ -219,8 +233,6 @@ pub async fn run(
     }
     drop(server);
     stop_worker.cancel();
-    let _ = flusher.await;
-    flush_pending_figures(&hub).await;
     if tokio::time::timeout(WORKER_STOP, worker).await.is_err() {
         // Its state is in the ledger: the next start resumes (a charge in flight is asked for
         // again under the same idempotency key).
@@ -255,26 +267,6 @@ fn tls_config(
     Ok(Some(
         tonic::transport::ServerTlsConfig::new().identity(identity),
     ))
-}
-
-/// Queues for the nodes the global stock figures the flusher had not sent yet (they are only
-/// in memory). A failure is logged: the nodes then correct at the next change of the product.
-async fn flush_pending_figures(hub: &Hub) {
-    let products = hub.take_dirty();
-    if products.is_empty() {
-        return;
-    }
-    let (clock, count) = (hub.clock.clone(), products.len());
-    match hub
-        .db
-        .write(move |tx| replication::flush_others(tx, &clock, &products))
-        .await
-    {
-        Ok(()) => tracing::info!(products = count, "pending stock figures queued"),
-        Err(e) => {
-            tracing::warn!(error = %e, products = count, "could not queue the pending stock figures")
-        }
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -61,6 +61,8 @@ impl pb::node_admin_server::NodeAdmin for Admin {
                 Ok((returned, with_pending(tx, &hub, row)?))
             })
             .await?;
+        // Its open stream (if any) reads that it was decommissioned and ends.
+        self.hub.db.wake(node.as_str());
         tracing::info!(node = %node, rights_returned = returned, "node decommissioned");
         Ok(Response::new(pb::DecommissionNodeResponse {
             node: Some(node_info(&self.hub, listed)),

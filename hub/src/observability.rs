@@ -58,6 +58,12 @@ pub fn handle() -> PrometheusHandle {
                         5.0, 10.0,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("edgecart_hub_sqlite_write_jobs".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(handle) => {
@@ -141,6 +147,26 @@ fn register() {
         "edgecart_hub_sqlite_write_duration_seconds",
         "Time of one SQLite write transaction at the hub, commit (fsync) included."
     );
+    describe_histogram!(
+        "edgecart_hub_sqlite_write_jobs",
+        "Writes (a store's batch, a Hello, a cursor, an admin call) committed together in one \
+         SQLite transaction by the group commit."
+    );
+    describe_gauge!(
+        "edgecart_hub_hellos_in_flight",
+        "Sync Hellos being handled now (at most --hello-concurrency; beyond it stores are \
+         refused with a retry hint, counted as edgecart_hub_refused_connections_total{reason=\"busy\"})."
+    );
+    describe_counter!(
+        "edgecart_hub_digest_entries_total",
+        "stock_others entries sent to stores in digests of global stock figures (one per \
+         changed product per store per digest period)."
+    );
+    describe_gauge!(
+        "edgecart_hub_digest_period_seconds",
+        "How often each store gets a digest of global stock figures now (grows with the number \
+         of connected stores, 0.1 s to 1 s)."
+    );
 
     gauge!("edgecart_hub_nodes_connected").set(0.0);
     gauge!("edgecart_hub_oldest_pending_charge_age_seconds").set(0.0);
@@ -171,6 +197,11 @@ fn register() {
         counter!("edgecart_hub_sign_in_verifications_total", "outcome" => *o).absolute(0);
     }
     let _ = histogram!("edgecart_hub_sqlite_write_duration_seconds");
+    let _ = histogram!("edgecart_hub_sqlite_write_jobs");
+    gauge!("edgecart_hub_hellos_in_flight").set(0.0);
+    counter!("edgecart_hub_digest_entries_total").absolute(0);
+    gauge!("edgecart_hub_digest_period_seconds").set(crate::figures::MIN_PERIOD.as_secs_f64());
+    counter!("edgecart_hub_refused_connections_total", "reason" => "busy").absolute(0);
 }
 
 const SIGN_IN_OUTCOMES: &[&str] = &["verified", "denied", "throttled"];
@@ -181,9 +212,23 @@ pub fn sign_in_verification(outcome: &'static str) {
     counter!("edgecart_hub_sign_in_verifications_total", "outcome" => outcome).increment(1);
 }
 
-/// One SQLite write transaction took `elapsed`.
-pub fn sqlite_write(elapsed: std::time::Duration) {
+/// One SQLite write transaction of `jobs` group-committed writes took `elapsed`.
+pub fn sqlite_write(elapsed: std::time::Duration, jobs: usize) {
     histogram!("edgecart_hub_sqlite_write_duration_seconds").record(elapsed.as_secs_f64());
+    histogram!("edgecart_hub_sqlite_write_jobs").record(jobs as f64);
+}
+
+/// A store's digest of `entries` global stock figures went out; digests come every `period`.
+pub fn digest(entries: usize, period: std::time::Duration) {
+    if entries > 0 {
+        counter!("edgecart_hub_digest_entries_total").increment(entries as u64);
+    }
+    gauge!("edgecart_hub_digest_period_seconds").set(period.as_secs_f64());
+}
+
+/// Sync Hellos being handled now.
+pub fn hellos_in_flight(n: usize) {
+    gauge!("edgecart_hub_hellos_in_flight").set(n as f64);
 }
 
 /// `n` changes of `node` arrived in a committed batch.

@@ -52,6 +52,7 @@ pub fn apply_batch(
     let mut cursor = row.node_cursor;
     let mut touched = BTreeSet::new();
     let mut handed_back = BTreeSet::new();
+    let mut figure_cells = Vec::new();
     let mut sold = false;
     // Stock cells only grow and merge by max, so a batch's cells can be folded in memory first:
     // one upsert per cell instead of one per delta (a busy node's batch is many deltas of a few
@@ -119,6 +120,9 @@ pub fn apply_batch(
             }
             _ => {}
         }
+        if !matches!(entry.key, EntryKey::Xfer { .. }) {
+            figure_cells.push((product.clone(), entry));
+        }
         touched.insert(product);
     }
     for product in &handed_back {
@@ -132,6 +136,7 @@ pub fn apply_batch(
     Ok(Applied {
         cursor,
         touched,
+        cells: figure_cells,
         refused,
     })
 }
@@ -141,9 +146,11 @@ pub fn apply_batch(
 pub struct Applied {
     /// The node's new cursor, to acknowledge once committed.
     pub cursor: i64,
-    /// Products whose global stock changed: the other nodes must hear of it (coalesced, see
-    /// [`flush_others`]).
+    /// Products whose cells grew.
     pub touched: BTreeSet<String>,
+    /// The `inc` and `dec` cells that grew, with their new values: the global figures follow
+    /// them once the batch is committed (`crate::figures`).
+    pub cells: Vec<(String, Entry)>,
     /// Entries refused by the store restriction (skipped, acknowledged).
     pub refused: u64,
 }
@@ -163,19 +170,6 @@ fn entity_label(entity: &str) -> &'static str {
 
 fn forbidden(why: &str) -> HubError {
     HubError::Forbidden(why.to_string())
-}
-
-/// Tells every node the other actors' net stock of `products`. Called for the products that
-/// changed since the last call, at most every few hundred milliseconds: a busy node's sales
-/// would otherwise send every other node an update per product per batch.
-pub fn flush_others(conn: &Connection, clock: &Clock, products: &BTreeSet<String>) -> Result<()> {
-    let ids = nodes::ids(conn)?;
-    let version = clock.now().to_string();
-    for product in products {
-        let counter = stock::load(conn, product)?;
-        stock::broadcast_others(conn, product, &counter, &ids, None, &version)?;
-    }
-    Ok(())
 }
 
 fn apply_one(
@@ -368,13 +362,14 @@ pub fn prune_sales(conn: &Connection) -> Result<usize> {
     stock::prune_sales(conn, crate::store::now_ms() - SALES_WINDOW_MS)
 }
 
-/// Units delivered to the central warehouse: `inc[hub] += quantity`, then allocated.
+/// Units delivered to the central warehouse: `inc[hub] += quantity`, then allocated. Returns
+/// the new `inc[hub]` cell (for the global figures, once committed).
 pub fn receive_stock(
     conn: &Connection,
     clock: &Clock,
     product_id: &str,
     quantity: u64,
-) -> Result<()> {
+) -> Result<Entry> {
     if catalog::get_product(conn, product_id)?.is_none() {
         return Err(HubError::NotFound("product"));
     }
@@ -383,16 +378,8 @@ pub fn receive_stock(
         .add(&ActorId::hub(), quantity)
         .map_err(|e| HubError::invalid("quantity", e.to_string()))?;
     stock::merge_cell(conn, product_id, &entry)?;
-    let ids = nodes::ids(conn)?;
-    stock::broadcast_others(
-        conn,
-        product_id,
-        &counter,
-        &ids,
-        None,
-        &clock.now().to_string(),
-    )?;
-    allocate(conn, clock, product_id)
+    allocate(conn, clock, product_id)?;
+    Ok(entry)
 }
 
 /// A node short of rights asks for `quantity` more. Grants what the hub holds (the reserve
@@ -440,13 +427,14 @@ fn ask_hand_back(
     quantity: u64,
 ) -> Result<()> {
     let floor = policy(conn)?.floor_per_node;
-    let richest = nodes::ids(conn)?
+    let active: std::collections::HashSet<String> = nodes::ids(conn)?.into_iter().collect();
+    // Every actor's rights in one pass over the cells (not one pass per store).
+    let richest = stock::rights_by_actor(counter)
         .into_iter()
-        .filter(|n| n != short.as_str())
-        .filter_map(|n| ActorId::parse(&n).ok())
-        .map(|n| (counter.rights(&n) - floor, n))
+        .filter(|(n, _)| n != short && active.contains(n.as_str()))
+        .map(|(n, rights)| (rights - floor, n))
         .filter(|(spare, _)| *spare > 0)
-        .max_by_key(|(spare, _)| *spare);
+        .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| y.cmp(x)));
     if let Some((spare, rich)) = richest {
         let want = quantity.min(spare as u64);
         let command = Command::HandBack {
@@ -479,6 +467,50 @@ fn stock_change(product_id: &str, entry: &Entry, version: &str) -> Result<pb::Ch
         })?,
         ..Default::default()
     })
+}
+
+/// A new store's floor of `product_id`, from what the hub holds: work for this store and this
+/// product only, whatever the fleet's size (the other stores' allocations are not revisited on
+/// a join). Only when the hub holds less than the floor are the product's cells read, to ask
+/// the richest store to hand the rest back.
+fn give_floor(
+    conn: &Connection,
+    clock: &Clock,
+    policy: Policy,
+    node: &ActorId,
+    product_id: &str,
+) -> Result<()> {
+    let hub = ActorId::hub();
+    let held = stock::rights_of(conn, product_id, &hub)?;
+    let mine = stock::rights_of(conn, product_id, node)?;
+    let give = allocation::floor_for(policy, held, mine);
+    if give > 0 {
+        let key = EntryKey::Xfer {
+            from: hub.clone(),
+            to: node.clone(),
+        };
+        let value = stock::cell(conn, product_id, &key)?
+            .checked_add(give)
+            .ok_or_else(|| HubError::Internal("allocation: a transfer cell overflowed".into()))?;
+        let entry = Entry { key, value };
+        stock::merge_cell(conn, product_id, &entry)?;
+        stock::send_cell(
+            conn,
+            node.as_str(),
+            product_id,
+            &entry,
+            &clock.now().to_string(),
+        )?;
+    }
+    let short = policy.floor_per_node - mine - give as i64;
+    if short > 0 {
+        // The others may hold everything: have the richest hand back this node's floor.
+        let counter = stock::load(conn, product_id)?;
+        if counter.global() > 0 {
+            ask_hand_back(conn, clock, product_id, &counter, node, short as u64)?;
+        }
+    }
+    Ok(())
 }
 
 /// Outcome of a node's Hello.
@@ -522,18 +554,9 @@ pub fn hello(
         (resync || hub_cursor < floor).then(|| Snapshot::new(node.clone(), hub_cursor, resync));
     if is_new {
         tracing::info!(node = %node, "new node: allocating its floor of every product");
-        let me = [node.to_string()];
-        let version = clock.now().to_string();
+        let policy = policy(conn)?;
         for product in catalog::all_product_ids(conn)? {
-            let counter = stock::load(conn, &product)?;
-            stock::broadcast_others(conn, &product, &counter, &me, None, &version)?;
-            allocate(conn, clock, &product)?;
-            // The others may hold everything: have the richest hand back this node's floor.
-            let counter = stock::load(conn, &product)?;
-            let short = policy(conn)?.floor_per_node - counter.rights(node);
-            if short > 0 && counter.global() > 0 {
-                ask_hand_back(conn, clock, &product, &counter, node, short as u64)?;
-            }
+            give_floor(conn, clock, policy, node, &product)?;
         }
     }
     Ok(Session {

@@ -1,6 +1,6 @@
 //! The hub's shared state.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +8,11 @@ use edgecart_proto::hlc::Clock;
 use tokio::sync::watch;
 
 use crate::db::Db;
+use crate::figures::Figures;
+use crate::sync::gate::HelloGate;
+
+/// Hellos handled at once unless `--hello-concurrency` says otherwise.
+pub const DEFAULT_HELLO_CONCURRENCY: u16 = 128;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -21,8 +26,12 @@ pub struct Hub {
     refused: Arc<Mutex<HashMap<&'static str, u64>>>,
     refused_changes: Arc<AtomicU64>,
     sessions: Arc<AtomicU64>,
-    /// Products whose global stock changed and whose `stock_others` updates are not sent yet.
-    dirty: Arc<Mutex<BTreeSet<String>>>,
+    /// Global stock figures for display, the source of the stores' digests.
+    pub figures: Arc<Figures>,
+    /// The bound on Hellos handled at once.
+    pub hellos: Arc<HelloGate>,
+    /// The origin of every store's digest schedule (see `figures::next_slot`).
+    pub epoch: tokio::time::Instant,
     /// The highest hub sequence each connected node acknowledged in its current session; the
     /// database copy is written lazily (every few seconds), this one at once, for reporting.
     acks: Arc<Mutex<HashMap<String, i64>>>,
@@ -30,6 +39,15 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(db: Db, clock: Clock, admin_token: &str) -> Hub {
+        Self::with_hello_concurrency(db, clock, admin_token, DEFAULT_HELLO_CONCURRENCY)
+    }
+
+    pub fn with_hello_concurrency(
+        db: Db,
+        clock: Clock,
+        admin_token: &str,
+        hello_concurrency: u16,
+    ) -> Hub {
         Hub {
             db,
             clock: Arc::new(clock),
@@ -38,7 +56,9 @@ impl Hub {
             refused: Arc::default(),
             refused_changes: Arc::default(),
             sessions: Arc::default(),
-            dirty: Arc::default(),
+            figures: Arc::default(),
+            hellos: HelloGate::new(usize::from(hello_concurrency)),
+            epoch: tokio::time::Instant::now(),
             acks: Arc::default(),
         }
     }
@@ -122,19 +142,6 @@ impl Hub {
         self.refused_changes.load(Ordering::Relaxed)
     }
 
-    pub fn mark_dirty(&self, products: BTreeSet<String>) {
-        if !products.is_empty() {
-            self.dirty
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(products);
-        }
-    }
-
-    pub fn take_dirty(&self) -> BTreeSet<String> {
-        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
     /// Records a node's acknowledgement of hub changes up to `seq`.
     pub fn note_ack(&self, node: &str, seq: i64) {
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,6 +156,11 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .get(node)
             .copied()
+    }
+
+    /// Stores with an open stream now.
+    pub fn connected_count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_connected(&self, node: &str) -> bool {

@@ -400,6 +400,10 @@ async fn a_shop_day_moves_the_metrics_of_both_services_and_the_logs_keep_secrets
         "edgecart_hub_grpc_requests_total",
         "edgecart_hub_grpc_request_duration_seconds",
         "edgecart_hub_sqlite_write_duration_seconds",
+        "edgecart_hub_sqlite_write_jobs",
+        "edgecart_hub_hellos_in_flight",
+        "edgecart_hub_digest_entries_total",
+        "edgecart_hub_digest_period_seconds",
     ] {
         assert!(exported.contains(family), "{family} is not exported");
     }

@@ -53,7 +53,9 @@ pub fn append_traced(
     Ok(conn.last_insert_rowid())
 }
 
-/// Changes for `node` after `cursor`, oldest first.
+/// Changes for `node` after `cursor`, oldest first: two ranges of `changes_by_audience` (the
+/// node's own and those for every node) merged in order, so the read costs what it returns,
+/// not the other stores' entries in between.
 pub fn for_node(
     conn: &Connection,
     node: &str,
@@ -62,8 +64,11 @@ pub fn for_node(
 ) -> Result<Vec<pb::Change>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, entity, entity_id, version, payload, coalesce(traceparent, ''),
-                coalesce(tracestate, '') FROM changes
-         WHERE seq > ?1 AND (audience IS NULL OR audience = ?2) ORDER BY seq LIMIT ?3",
+                coalesce(tracestate, '') FROM changes WHERE audience = ?2 AND seq > ?1
+         UNION ALL
+         SELECT seq, entity, entity_id, version, payload, coalesce(traceparent, ''),
+                coalesce(tracestate, '') FROM changes WHERE audience IS NULL AND seq > ?1
+         ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt
         .query_map(params![cursor, node, limit as i64], |r| {

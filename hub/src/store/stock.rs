@@ -1,8 +1,10 @@
 //! Bounded stock counters at the hub (which holds every actor's cells).
 
+use std::collections::HashMap;
+
 use edgecart_proto::ids::ActorId;
 use edgecart_proto::stock::{BoundedCounter, Entry, EntryKey};
-use edgecart_proto::sync::{StockOthersPayload, StockPayload, entity};
+use edgecart_proto::sync::{StockPayload, entity};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::changes;
@@ -61,33 +63,117 @@ pub fn others_net(counter: &BoundedCounter, node: &ActorId) -> i64 {
     counter.global() - (counter.received(node) as i64 - counter.sold(node) as i64)
 }
 
-/// Tells every node (but `except`) the new net stock of the others, so their `stock.global` follows.
-pub fn broadcast_others(
-    conn: &Connection,
-    product_id: &str,
-    counter: &BoundedCounter,
-    nodes: &[String],
-    except: Option<&str>,
-    version: &str,
-) -> Result<()> {
-    for node in nodes.iter().filter(|n| Some(n.as_str()) != except) {
-        let Ok(actor) = ActorId::parse(node) else {
-            continue;
-        };
-        let payload = StockOthersPayload {
-            product_id: product_id.to_string(),
-            others_net: others_net(counter, &actor),
-        };
-        changes::append(
-            conn,
-            Some(node),
-            entity::STOCK_OTHERS,
-            product_id,
-            version,
-            &serde_json::to_string(&payload)?,
-        )?;
-    }
+/// The value of one cell (0 when it does not exist yet).
+pub fn cell(conn: &Connection, product_id: &str, key: &EntryKey) -> Result<u64> {
+    let (kind, actor, target) = key.parts();
+    let value: Option<i64> = conn
+        .prepare_cached(
+            "SELECT value FROM stock_entries WHERE product_id = ?1 AND kind = ?2 AND actor = ?3 AND target = ?4",
+        )?
+        .query_row(params![product_id, kind, actor, target], |r| r.get(0))
+        .optional()?;
+    Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
+/// Keeps every actor's selling rights per product on the writer's connection, so that a join
+/// or a top-up asks for one actor's rights with a primary-key lookup instead of loading the
+/// product's counter (a cell per store): `temp.stock_rights`, filled from `stock_entries` when
+/// the hub starts and kept up to date by temporary triggers on it. Triggers run inside the
+/// writing transaction, so the figures roll back with it (or with a job's savepoint) and cannot
+/// drift from the cells, whoever writes them through this connection. Nothing is stored on disk
+/// (no migration); the readers do not see it.
+///
+/// rights(a) = inc[a] − dec[a] + Σ xfer[x→a] − Σ xfer[a→y], as `BoundedCounter::rights`.
+pub fn install_rights(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA temp_store = MEMORY;
+         CREATE TEMP TABLE IF NOT EXISTS stock_rights (
+             product_id TEXT NOT NULL,
+             actor      TEXT NOT NULL,
+             rights     INTEGER NOT NULL,
+             PRIMARY KEY (product_id, actor)
+         ) WITHOUT ROWID;
+         DELETE FROM temp.stock_rights;
+         INSERT INTO temp.stock_rights (product_id, actor, rights)
+             SELECT product_id, actor, sum(rights) FROM (
+                 SELECT product_id, actor,
+                        CASE kind WHEN 'inc' THEN value ELSE -value END AS rights
+                 FROM main.stock_entries
+                 UNION ALL
+                 SELECT product_id, target, value FROM main.stock_entries WHERE kind = 'xfer'
+             ) GROUP BY product_id, actor;
+         CREATE TEMP TRIGGER IF NOT EXISTS stock_rights_insert
+         AFTER INSERT ON main.stock_entries BEGIN
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 VALUES (NEW.product_id, NEW.actor,
+                         CASE NEW.kind WHEN 'inc' THEN NEW.value ELSE -NEW.value END)
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 SELECT NEW.product_id, NEW.target, NEW.value WHERE NEW.kind = 'xfer'
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+         END;
+         CREATE TEMP TRIGGER IF NOT EXISTS stock_rights_delete
+         AFTER DELETE ON main.stock_entries BEGIN
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 VALUES (OLD.product_id, OLD.actor,
+                         CASE OLD.kind WHEN 'inc' THEN -OLD.value ELSE OLD.value END)
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 SELECT OLD.product_id, OLD.target, -OLD.value WHERE OLD.kind = 'xfer'
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+         END;
+         CREATE TEMP TRIGGER IF NOT EXISTS stock_rights_update
+         AFTER UPDATE ON main.stock_entries BEGIN
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 VALUES (OLD.product_id, OLD.actor,
+                         CASE OLD.kind WHEN 'inc' THEN -OLD.value ELSE OLD.value END)
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 SELECT OLD.product_id, OLD.target, -OLD.value WHERE OLD.kind = 'xfer'
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 VALUES (NEW.product_id, NEW.actor,
+                         CASE NEW.kind WHEN 'inc' THEN NEW.value ELSE -NEW.value END)
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+             INSERT INTO stock_rights (product_id, actor, rights)
+                 SELECT NEW.product_id, NEW.target, NEW.value WHERE NEW.kind = 'xfer'
+                 ON CONFLICT (product_id, actor) DO UPDATE SET rights = rights + excluded.rights;
+         END;",
+    )?;
     Ok(())
+}
+
+/// Selling rights of `actor` for a product, from [`install_rights`]'s table: on the writer's
+/// connection only (elsewhere the table does not exist and this fails).
+pub fn rights_of(conn: &Connection, product_id: &str, actor: &ActorId) -> Result<i64> {
+    let rights: Option<i64> = conn
+        .prepare_cached(
+            "SELECT rights FROM temp.stock_rights WHERE product_id = ?1 AND actor = ?2",
+        )?
+        .query_row(params![product_id, actor.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(rights.unwrap_or(0))
+}
+
+/// Every actor's selling rights in `counter`, in one pass over its cells.
+pub fn rights_by_actor(counter: &BoundedCounter) -> HashMap<ActorId, i64> {
+    let mut rights: HashMap<ActorId, i64> = HashMap::new();
+    let mut add = |a: &ActorId, v: i64| {
+        let r = rights.entry(a.clone()).or_insert(0);
+        *r = r.saturating_add(v);
+    };
+    for e in counter.entries() {
+        let v = i64::try_from(e.value).unwrap_or(i64::MAX);
+        match &e.key {
+            EntryKey::Inc(a) => add(a, v),
+            EntryKey::Dec(a) => add(a, -v),
+            EntryKey::Xfer { from, to } => {
+                add(to, v);
+                add(from, -v);
+            }
+        }
+    }
+    rights
 }
 
 /// Sends one cell to the node it concerns (a transfer into it, or its own cell on a re-sync).
@@ -111,6 +197,37 @@ pub fn send_cell(
         &serde_json::to_string(&payload)?,
     )?;
     Ok(())
+}
+
+/// Every `inc` and `dec` cell of every product: what the global figures are made of (read once,
+/// when the hub starts).
+pub fn figure_cells(conn: &Connection) -> Result<Vec<(String, Entry)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT product_id, kind, actor, target, value FROM stock_entries WHERE kind IN ('inc', 'dec')",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut cells = Vec::new();
+    for row in rows {
+        let (product, kind, actor, target, value) = row?;
+        let key = EntryKey::from_parts(&kind, &actor, &target)
+            .map_err(|e| HubError::Internal(e.to_string()))?;
+        cells.push((
+            product,
+            Entry {
+                key,
+                value: u64::try_from(value).unwrap_or(0),
+            },
+        ));
+    }
+    Ok(cells)
 }
 
 /// Up to `limit` product ids that have stock cells, after `after`, in order.

@@ -28,6 +28,8 @@ fn store(products: &[&str]) -> Store {
     // Durability is not under test; thousands of commits per run are.
     conn.pragma_update(None, "synchronous", "OFF").unwrap();
     conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    // The writer connection's rights table, checked against the model with the rest.
+    install_rights(&conn).unwrap();
     let clock = Clock::new(ActorId::hub());
     for id in products {
         let p = ProductPayload {
@@ -80,6 +82,14 @@ fn assert_same(conn: &Connection, product: &str, model: &BoundedCounter) {
     assert!(stored.global() >= 0, "negative global stock: {stored:?}");
     for a in NODES.iter().map(|n| actor(n)).chain([ActorId::hub()]) {
         assert_eq!(stored.rights(&a), model.rights(&a), "rights of {a}");
+        assert_eq!(
+            rights_of(conn, product, &a).unwrap(),
+            model.rights(&a),
+            "rights of {a} kept by the triggers"
+        );
+    }
+    for (a, rights) in rights_by_actor(&stored) {
+        assert_eq!(rights, model.rights(&a), "rights of {a} in one pass");
     }
     assert!(stored.rights(&ActorId::hub()) >= 0, "{stored:?}");
 }
@@ -248,6 +258,32 @@ proptest! {
 
 /// SQLite integers are i64: a cell the model could hold (≥ 2^63) is refused as bad input,
 /// and nothing is stored.
+#[test]
+fn the_rights_table_rolls_back_with_the_cells_and_is_rebuilt_from_them() {
+    let s = store(&["p"]);
+    let (hub, n1) = (ActorId::hub(), actor("n1"));
+    let mut model = BoundedCounter::new();
+    let delivery = model.add(&hub, 50).unwrap();
+    let grant = model.transfer(&hub, &n1, 20).unwrap();
+    merge_all(&s.conn, "p", &[delivery, grant]);
+    assert_same(&s.conn, "p", &model);
+    // A sale that never commits leaves the rights as they were.
+    let tx = s.conn.unchecked_transaction().unwrap();
+    let mut lost = model.clone();
+    merge_cell(&tx, "p", &lost.sell(&n1, 5).unwrap()).unwrap();
+    assert_eq!(
+        rights_of(&tx, "p", &n1).unwrap(),
+        15,
+        "seen inside the transaction"
+    );
+    drop(tx);
+    assert_same(&s.conn, "p", &model);
+    // Installed again (the hub restarting): the same figures, from the cells alone.
+    install_rights(&s.conn).unwrap();
+    assert_same(&s.conn, "p", &model);
+    assert_eq!(rights_of(&s.conn, "p", &actor("never-seen")).unwrap(), 0);
+}
+
 #[test]
 fn a_cell_beyond_i64_is_refused_and_nothing_changes() {
     let s = store(&["p"]);

@@ -1,18 +1,21 @@
 //! The node's end of the sync stream: connect, say Hello, send the change log from the hub's
 //! cursor, apply what the hub sends, acknowledge after commit; on any failure reconnect with
-//! exponential back-off and jitter, resuming from the acknowledged cursors.
+//! exponential back-off and full jitter (honouring the hub's retry hint, see [`backoff`]),
+//! resuming from the acknowledged cursors.
+//!
+//! [`backoff`]: super::backoff
 
 use std::time::Duration;
 
 use edgecart_proto::pb::sync_client::SyncClient;
 use edgecart_proto::pb::{self, hub_message, node_message};
 use edgecart_proto::sync::{MAX_BATCH, PROTOCOL_VERSION, RELEASE};
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+use super::backoff::{self, Backoff};
 use super::{apply, changelog};
 use crate::error::Error;
 use crate::state::AppState;
@@ -20,10 +23,6 @@ use crate::state::AppState;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages buffered towards the hub: a slow hub slows this node's sending, memory stays flat.
 const OUTBOUND: usize = 16;
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const EARLY_MAX_BACKOFF: Duration = Duration::from_millis(500);
-const EARLY_PHASE: Duration = Duration::from_secs(60);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Where the hub is: its URL (`http://` on loopback or a trusted network, `https://` else) and
 /// the CA to trust for it (`--hub-ca`; the system roots when `None`).
@@ -51,13 +50,13 @@ impl HubLink {
 
 /// Runs until `shutdown` is cancelled.
 ///
-/// Reconnect pacing: exponential back-off with jitter, capped at `EARLY_MAX_BACKOFF` for the
-/// first `EARLY_PHASE` of an outage (so a store is back in sync within about a second of the
-/// link returning) and at `MAX_BACKOFF` after that (so a long outage does not hammer the hub).
-/// The outage clock restarts whenever a session was established.
+/// Reconnect pacing ([`Backoff`]): full jitter under a doubling ceiling, at most 500 ms for the
+/// first minute of an outage (so a store is back in sync within about a second of the link
+/// returning) and 10 s after that (so a long outage does not hammer the hub); the hub's retry
+/// hint, when it sends one, is waited for. The outage clock restarts whenever a session was
+/// established.
 pub async fn run(state: AppState, hub: HubLink, token: String, shutdown: CancellationToken) {
-    let mut backoff = MIN_BACKOFF;
-    let mut outage_since = tokio::time::Instant::now();
+    let mut backoff = Backoff::new();
     loop {
         let outcome = tokio::select! {
             r = session(&state, &hub, &token) => r,
@@ -65,27 +64,26 @@ pub async fn run(state: AppState, hub: HubLink, token: String, shutdown: Cancell
         };
         let was_connected = state.sync.is_connected();
         state.sync.set_connected(None);
-        match outcome {
-            Ok(()) => tracing::info!("hub closed the sync stream"),
-            Err(e) => tracing::warn!(error = %e, "sync stream failed"),
+        let hint = match &outcome {
+            Err(SyncError::Status(status)) => backoff::retry_hint(status),
+            _ => None,
+        };
+        match (&outcome, hint) {
+            (Ok(()), _) => tracing::info!("hub closed the sync stream"),
+            (Err(e), Some(hint)) => {
+                tracing::info!(error = %e, retry_in_ms = hint.as_millis() as u64, "the hub is busy; retrying when it said")
+            }
+            (Err(e), None) => tracing::warn!(error = %e, "sync stream failed"),
         }
         if was_connected {
             crate::observability::sync_reconnect();
-            backoff = MIN_BACKOFF;
-            outage_since = tokio::time::Instant::now();
+            backoff.connected();
         }
-        let cap = if outage_since.elapsed() < EARLY_PHASE {
-            EARLY_MAX_BACKOFF
-        } else {
-            MAX_BACKOFF
-        };
-        let jitter = rand::rng().random_range(0.5..1.5);
-        let pause = backoff.min(cap).mul_f64(jitter);
+        let pause = backoff.pause(hint);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => break,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     state.sync.set_connected(None);
 }

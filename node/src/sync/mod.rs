@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod apply;
+pub mod backoff;
 pub mod bootstrap;
 pub mod changelog;
 pub mod client;

@@ -1,8 +1,17 @@
 //! The `Sync` service: one bidirectional stream per node.
 //!
 //! Per stream, a reader (this task) applies what the node sends and answers acks and top-ups,
-//! and a writer task streams the hub's change log for the node from its cursor. Both feed one
-//! bounded channel, so a slow node slows the hub's sending for that node instead of growing memory.
+//! and a writer task ([`send`]) streams the hub's change log for the node from its cursor and,
+//! every digest period, the global stock figures that changed. Both feed one bounded channel,
+//! so a slow node slows the hub's sending for that node instead of growing memory.
+//!
+//! # Layout
+//! - this file: the service, authentication, and the reader half of a stream.
+//! - [`send`]: the writer half: snapshot pages, the change log, digests, heartbeats.
+//! - [`gate`]: the bound on Hellos handled at once, and the retry hint beyond it.
+
+pub mod gate;
+pub mod send;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -23,7 +32,8 @@ use crate::replication;
 use crate::state::{Ended, Hub};
 use crate::store::{changes, credentials, nodes};
 
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub use send::HEARTBEAT;
+
 /// How often a streaming node's acknowledged cursor is written down (and compaction runs).
 const ACK_PERSIST_EVERY: Duration = Duration::from_secs(2);
 /// Messages buffered towards one node.
@@ -52,8 +62,14 @@ impl Sync for SyncService {
         &self,
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        // Held until the Welcome is queued: beyond the bound the store is told to come back
+        // later (UNAVAILABLE with a retry hint) before anything is read or written for it.
+        let _hello = self.hub.hellos.enter().await.map_err(|retry| {
+            self.hub.count_refused("busy");
+            gate::busy(retry)
+        })?;
         // The store is who its credential says, whatever its Hello claims.
-        let (node, credential) = authenticate(&self.hub, request.metadata()).await?;
+        let (node, credential, retired) = authenticate(&self.hub, request.metadata()).await?;
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(pb::NodeMessage {
@@ -86,15 +102,9 @@ impl Sync for SyncService {
                 PROTOCOL_VERSION
             )));
         }
-        // A retired store keeps retrying with back-off: refuse it with a read, not a write (a
-        // commit wakes every stream). The write below checks again, in its transaction.
-        let n = node.to_string();
-        if self
-            .hub
-            .db
-            .read(move |c| nodes::is_decommissioned(c, &n))
-            .await?
-        {
+        // A retired store keeps retrying with back-off: refuse it with a read (made with the
+        // credential's), not a write. The write below checks again, in its transaction.
+        if retired {
             tracing::debug!(node = %node, "refused a decommissioned node");
             return Err(decommissioned(&node));
         }
@@ -124,7 +134,7 @@ impl Sync for SyncService {
         // Both halves of the stream stay in the call's span (method, request id): their log
         // lines name the stream they belong to.
         let mut sender = tokio::spawn(
-            send_changes(
+            send::send_changes(
                 self.hub.clone(),
                 node.clone(),
                 session.snapshot,
@@ -157,18 +167,19 @@ impl Sync for SyncService {
 }
 
 /// The status a decommissioned node gets: it must not sync again under this id.
-fn decommissioned(node: &ActorId) -> Status {
+pub(crate) fn decommissioned(node: &ActorId) -> Status {
     Status::permission_denied(format!(
         "node {node} was decommissioned: the hub accepts no more sync from it"
     ))
 }
 
-/// Who a Sync call is: the store its credential was issued to. Every refusal is counted by
-/// reason and answered UNAUTHENTICATED; nothing of the presented token is logged.
+/// Who a Sync call is: the store its credential was issued to, and whether that store was
+/// decommissioned (one read for both). Every refusal is counted by reason and answered
+/// UNAUTHENTICATED; nothing of the presented token is logged.
 pub(crate) async fn authenticate(
     hub: &Hub,
     metadata: &tonic::metadata::MetadataMap,
-) -> Result<(ActorId, String), Status> {
+) -> Result<(ActorId, String, bool), Status> {
     let refuse = |reason: &'static str| {
         hub.count_refused(reason);
         tracing::warn!(reason, "refused a node connection");
@@ -179,7 +190,17 @@ pub(crate) async fn authenticate(
     };
     let id = id.to_string();
     let lookup = id.clone();
-    let Some(row) = hub.db.read(move |c| credentials::get(c, &lookup)).await? else {
+    let found = hub
+        .db
+        .read(move |c| {
+            let Some(row) = credentials::get(c, &lookup)? else {
+                return Ok(None);
+            };
+            let retired = nodes::is_decommissioned(c, &row.node_id)?;
+            Ok(Some((row, retired)))
+        })
+        .await?;
+    let Some((row, retired)) = found else {
         return Err(refuse("unknown"));
     };
     if !auth::constant_time_eq(&row.secret_sha256, &hash) {
@@ -192,7 +213,7 @@ pub(crate) async fn authenticate(
     }
     let node = ActorId::parse(&row.node_id)
         .map_err(|_| crate::error::HubError::Internal("a stored node id is invalid".into()))?;
-    Ok((node, id))
+    Ok((node, id, retired))
 }
 
 /// Runs `f` in a write transaction unless `node` was decommissioned (PERMISSION_DENIED) or the
@@ -206,20 +227,44 @@ pub(crate) async fn write_as_active<T, F>(
     f: F,
 ) -> Result<T, Status>
 where
-    F: FnOnce(&rusqlite::Transaction) -> crate::error::Result<T> + Send + 'static,
+    F: FnOnce(&crate::db::Tx) -> crate::error::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    write_as_active_then(hub, node, credential, f, |_: &T| {}).await
+}
+
+/// [`write_as_active`], then `after` on the writer right after the commit (whether or not this
+/// stream is still there to hear of it): for in-memory state that must follow the database.
+async fn write_as_active_then<T, F, A>(
+    hub: &Hub,
+    node: &ActorId,
+    credential: &str,
+    f: F,
+    after: A,
+) -> Result<T, Status>
+where
+    F: FnOnce(&crate::db::Tx) -> crate::error::Result<T> + Send + 'static,
+    A: FnOnce(&T) + Send + 'static,
     T: Send + 'static,
 {
     let (n, c) = (node.clone(), credential.to_string());
     hub.db
-        .write(move |tx| {
-            if nodes::is_decommissioned(tx, n.as_str())? {
-                return Ok(Err(decommissioned(&n)));
-            }
-            if !credentials::is_active(tx, &c)? {
-                return Ok(Err(Ended::Revoked.status()));
-            }
-            f(tx).map(Ok)
-        })
+        .write_then(
+            move |tx| {
+                if nodes::is_decommissioned(tx, n.as_str())? {
+                    return Ok(Err(decommissioned(&n)));
+                }
+                if !credentials::is_active(tx, &c)? {
+                    return Ok(Err(Ended::Revoked.status()));
+                }
+                f(tx).map(Ok)
+            },
+            move |outcome: &Result<T, Status>| {
+                if let Ok(v) = outcome {
+                    after(v);
+                }
+            },
+        )
         .await?
 }
 
@@ -316,14 +361,22 @@ async fn receive_loop(
                 let (clock, n, received) = (hub.clock.clone(), node.clone(), batch.changes.len());
                 // A failed write (full disk, I/O error) ends the stream with UNAVAILABLE and no
                 // Ack: nothing of the batch was kept, and the node re-sends it after reconnecting.
-                let applied = write_as_active(hub, node, credential, move |tx| {
-                    replication::apply_batch(tx, &clock, &n, &batch.changes)
-                })
+                // The stock cells that grew go into the global figures as soon as the batch is
+                // committed, on the writer (even if this stream ends meanwhile).
+                let figures = hub.figures.clone();
+                let applied = write_as_active_then(
+                    hub,
+                    node,
+                    credential,
+                    move |tx| replication::apply_batch(tx, &clock, &n, &batch.changes),
+                    move |applied: &replication::Applied| {
+                        figures.merge(applied.cells.iter().map(|(p, e)| (p.as_str(), e)));
+                    },
+                )
                 .await?;
                 hub.count_refused_changes(applied.refused);
                 let cursor = applied.cursor;
                 crate::observability::merged(node.as_str(), received);
-                hub.mark_dirty(applied.touched);
                 // Acknowledged only now that the transaction has committed.
                 if out
                     .send(msg(hub_message::Msg::Ack(pb::Ack { seq: cursor })))
@@ -388,160 +441,4 @@ async fn receive_loop(
         }
     }
     Ok(())
-}
-
-/// How often changed global stock figures are sent to the nodes (coalesced per product).
-pub const OTHERS_FLUSH: Duration = Duration::from_millis(100);
-
-/// Longest pause between attempts while writing the coalesced updates fails.
-const OTHERS_FLUSH_MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Sends the coalesced `stock_others` updates every `OTHERS_FLUSH` until `stop`. While the
-/// write fails (e.g. a full disk) the products stay marked and the pause doubles up to
-/// `OTHERS_FLUSH_MAX_BACKOFF`; it is back to `OTHERS_FLUSH` after the first success.
-pub async fn flush_others(hub: Hub, stop: tokio_util::sync::CancellationToken) {
-    let mut pause = OTHERS_FLUSH;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
-        }
-        let products = hub.take_dirty();
-        if products.is_empty() {
-            continue;
-        }
-        let clock = hub.clock.clone();
-        let retry = products.clone();
-        match hub
-            .db
-            .write(move |tx| replication::flush_others(tx, &clock, &products))
-            .await
-        {
-            Ok(()) => pause = OTHERS_FLUSH,
-            Err(e) => {
-                hub.mark_dirty(retry);
-                pause = (pause * 2).min(OTHERS_FLUSH_MAX_BACKOFF);
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
-                    "could not queue stock figures for the nodes; will retry");
-            }
-        }
-    }
-}
-
-/// Sends `snapshot` (if any) page by page, then streams the hub's changes for `node` from
-/// `cursor`, waking on every committed write, with a heartbeat when idle (a restored node takes
-/// the first heartbeat as "the snapshot is all in").
-async fn send_changes(
-    hub: Hub,
-    node: ActorId,
-    snapshot: Option<replication::Snapshot>,
-    mut cursor: i64,
-    out: mpsc::Sender<Result<pb::HubMessage, Status>>,
-) {
-    // Subscribed before the snapshot: a write during it wakes the log loop below.
-    let mut generation = hub.db.subscribe();
-    if let Some(snapshot) = snapshot
-        && let Err(status) = send_snapshot(&hub, &node, snapshot, &out).await
-    {
-        if let Some(status) = status {
-            let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(status))).await;
-        }
-        return;
-    }
-    loop {
-        let n = node.to_string();
-        let batch = match hub
-            .db
-            .read(move |c| {
-                // A primary-key lookup per read: how an open stream learns that its node was
-                // decommissioned (the decommissioning write wakes this loop).
-                if nodes::is_decommissioned(c, &n)? {
-                    return Ok(None);
-                }
-                changes::for_node(c, &n, cursor, MAX_BATCH).map(Some)
-            })
-            .await
-        {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                let _ =
-                    tokio::time::timeout(STATUS_SEND, out.send(Err(decommissioned(&node)))).await;
-                return;
-            }
-            Err(e) => {
-                // End the stream rather than leave it open with nothing flowing to the node:
-                // it reconnects with back-off and resumes from its acknowledged cursor.
-                tracing::warn!(node = %node, error = %e, "reading changes for a node");
-                let _ = tokio::time::timeout(STATUS_SEND, out.send(Err(Status::from(e)))).await;
-                return;
-            }
-        };
-        if let Some(last) = batch.last() {
-            cursor = last.seq;
-            if out
-                .send(msg(hub_message::Msg::Changes(pb::ChangeBatch {
-                    changes: batch,
-                })))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            continue;
-        }
-        tokio::select! {
-            changed = generation.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(HEARTBEAT) => {
-                let hb = pb::Heartbeat { unix_ms: crate::store::now_ms(), last_seq: cursor };
-                if out.send(msg(hub_message::Msg::Heartbeat(hb))).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Sends the snapshot one page per read. Each page waits for room in the bounded channel before
-/// the next is read, so a slow node holds at most `OUTBOUND` pages in memory, and the database
-/// connection is held for one page at a time. `Err(None)`: the node is gone.
-async fn send_snapshot(
-    hub: &Hub,
-    node: &ActorId,
-    mut snapshot: replication::Snapshot,
-    out: &mpsc::Sender<Result<pb::HubMessage, Status>>,
-) -> Result<(), Option<Status>> {
-    let mut pages = 0u64;
-    loop {
-        let clock = hub.clock.clone();
-        let (next, page) = hub
-            .db
-            .read(move |c| {
-                let page = snapshot.next_page(c, &clock)?;
-                Ok((snapshot, page))
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(node = %node, error = %e, "reading a snapshot page");
-                Some(Status::from(e))
-            })?;
-        snapshot = next;
-        let Some(page) = page else {
-            tracing::info!(node = %node, pages, "snapshot sent");
-            return Ok(());
-        };
-        pages += 1;
-        // A page is at most `MAX_BATCH` changes except for a product with unusual cells.
-        for chunk in page.chunks(MAX_BATCH) {
-            let batch = pb::ChangeBatch {
-                changes: chunk.to_vec(),
-            };
-            if out
-                .send(msg(hub_message::Msg::Changes(batch)))
-                .await
-                .is_err()
-            {
-                return Err(None);
-            }
-        }
-    }
 }

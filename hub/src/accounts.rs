@@ -77,7 +77,11 @@ impl Accounts for AccountsService {
         &self,
         request: Request<pb::VerifySignInRequest>,
     ) -> Result<Response<pb::VerifySignInResponse>, Status> {
-        let (node, credential) = sync::authenticate(&self.hub, request.metadata()).await?;
+        let (node, credential, decommissioned) =
+            sync::authenticate(&self.hub, request.metadata()).await?;
+        if decommissioned {
+            return Err(sync::decommissioned(&node));
+        }
         let req = request.into_inner();
         if req.email.len() > MAX_INPUT || req.password.len() > MAX_INPUT {
             return Err(Status::invalid_argument(

@@ -434,7 +434,8 @@ fn ask_hand_back(
         .filter(|(n, _)| n != short && active.contains(n.as_str()))
         .map(|(n, rights)| (rights - floor, n))
         .filter(|(spare, _)| *spare > 0)
-        .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| y.cmp(x)));
+        // Ties go to the greatest store id, as when the stores were taken in id order.
+        .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.cmp(y)));
     if let Some((spare, rich)) = richest {
         let want = quantity.min(spare as u64);
         let command = Command::HandBack {

@@ -17,6 +17,7 @@
 //! Apart from the generated gRPC stubs nothing here does I/O: these are plain values and rules,
 //! so node and hub agree on them by construction and they can be property-tested in isolation.
 
+pub mod backoff;
 pub mod hlc;
 pub mod ids;
 pub mod money;

@@ -1,7 +1,7 @@
 //! One simulated store's task: a `Sync/Stream` session as a node runs it (Hello, Welcome,
 //! re-send what the hub has not acknowledged, apply and acknowledge what it sends, heartbeat
 //! when idle, sell at its rate within its rights), and on any failure a reconnect with the
-//! node's jittered back-off.
+//! node's back-off (`edgecart_proto::backoff`: full jitter, the hub's retry hint).
 //!
 //! Everything runs in the one task: sends go through `reserve()` in the same `select!` as the
 //! reads, so a store never blocks reading while its outbound channel is full (acks are
@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use edgecart_proto::backoff::{self, Backoff};
 use edgecart_proto::ids::ActorId;
 use edgecart_proto::pb::sync_client::SyncClient;
 use edgecart_proto::pb::{self, hub_message, node_message};
@@ -32,10 +33,6 @@ use crate::hub::Secret;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages buffered towards the hub, as at a node.
 const OUTBOUND: usize = 16;
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const EARLY_MAX_BACKOFF: Duration = Duration::from_millis(500);
-const EARLY_PHASE: Duration = Duration::from_secs(60);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A top-up request left unanswered this long may be asked again.
 const TOP_UP_RETRY: Duration = Duration::from_secs(5);
 const TOP_UP_UNITS: i64 = 5;
@@ -70,7 +67,8 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 enum Ended {
     Stopped,
-    Failed(String),
+    /// Why, and the hub's retry hint if it gave one.
+    Failed(String, Option<Duration>),
 }
 
 /// Runs store `store` until `stop`.
@@ -90,8 +88,7 @@ pub(crate) async fn run(
         i.set_missed_tick_behavior(MissedTickBehavior::Delay);
         i
     });
-    let mut backoff = MIN_BACKOFF;
-    let mut outage_since = Instant::now();
+    let mut backoff = Backoff::new();
     loop {
         let sessions_before = store.counters.sessions.load(Ordering::Relaxed);
         let ended = session(
@@ -99,20 +96,17 @@ pub(crate) async fn run(
         )
         .await;
         store.counters.connected.store(false, Ordering::Release);
-        match ended {
+        let hint = match ended {
             Ended::Stopped => return,
-            Ended::Failed(kind) => shared.errors.add(kind),
-        }
-        if store.counters.sessions.load(Ordering::Relaxed) > sessions_before {
-            backoff = MIN_BACKOFF;
-            outage_since = Instant::now();
-        }
-        let cap = if outage_since.elapsed() < EARLY_PHASE {
-            EARLY_MAX_BACKOFF
-        } else {
-            MAX_BACKOFF
+            Ended::Failed(kind, hint) => {
+                shared.errors.add(kind);
+                hint
+            }
         };
-        let pause = backoff.min(cap).mul_f64(rng.random_range(0.5..1.5));
+        if store.counters.sessions.load(Ordering::Relaxed) > sessions_before {
+            backoff.connected();
+        }
+        let pause = backoff.pause(hint);
         let until = tokio::time::Instant::now() + pause;
         loop {
             tokio::select! {
@@ -125,7 +119,6 @@ pub(crate) async fn run(
                 }
             }
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -171,7 +164,10 @@ fn now_ms() -> i64 {
 }
 
 fn failed(prefix: &str, status: &tonic::Status) -> Ended {
-    Ended::Failed(status_kind(prefix, status.code()))
+    Ended::Failed(
+        status_kind(prefix, status.code()),
+        backoff::retry_hint(status),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -193,11 +189,11 @@ async fn session(
         last_seq: book.seq,
     }));
     if tx.send(hello).await.is_err() {
-        return Ended::Failed("protocol".into());
+        return Ended::Failed("protocol".into(), None);
     }
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     let Ok(bearer) = format!("Bearer {}", store.credential.expose()).parse() else {
-        return Ended::Failed("credential_not_header_text".into());
+        return Ended::Failed("credential_not_header_text".into(), None);
     };
     request.metadata_mut().insert("authorization", bearer);
     let mut client = SyncClient::new(channel.clone()).max_decoding_message_size(16 << 20);
@@ -212,7 +208,7 @@ async fn session(
         }) => r,
     };
     let (mut inbound, first) = match opened {
-        Err(_) => return Ended::Failed("welcome_timeout".into()),
+        Err(_) => return Ended::Failed("welcome_timeout".into(), None),
         Ok(Err(status)) => return failed("connect", &status),
         Ok(Ok(v)) => v,
     };
@@ -220,7 +216,7 @@ async fn session(
         Some(pb::HubMessage {
             msg: Some(hub_message::Msg::Welcome(w)),
         }) => w,
-        _ => return Ended::Failed("protocol_no_welcome".into()),
+        _ => return Ended::Failed("protocol_no_welcome".into(), None),
     };
     let c = &store.counters;
     let since_epoch = Instant::now().saturating_duration_since(shared.epoch);
@@ -243,7 +239,7 @@ async fn session(
             biased;
             _ = stop.cancelled() => return Ended::Stopped,
             permit = tx.reserve(), if has_out => {
-                let Ok(permit) = permit else { return Ended::Failed("stream_closed".into()) };
+                let Ok(permit) = permit else { return Ended::Failed("stream_closed".into(), None) };
                 let m = match queue.pop_front() {
                     Some(m) => m,
                     None => node_msg(node_message::Msg::Ack(pb::Ack {
@@ -259,7 +255,7 @@ async fn session(
             m = inbound.message() => {
                 let m = match m {
                     Ok(Some(m)) => m,
-                    Ok(None) => return Ended::Failed("stream_ended_by_hub".into()),
+                    Ok(None) => return Ended::Failed("stream_ended_by_hub".into(), None),
                     Err(status) => return failed("stream", &status),
                 };
                 match m.msg {
@@ -300,7 +296,7 @@ async fn session(
                     }
                     Some(hub_message::Msg::Heartbeat(_)) | None => {}
                     Some(hub_message::Msg::Welcome(_)) => {
-                        return Ended::Failed("protocol_second_welcome".into());
+                        return Ended::Failed("protocol_second_welcome".into(), None);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! exponential back-off and full jitter (honouring the hub's retry hint, see [`backoff`]),
 //! resuming from the acknowledged cursors.
 //!
-//! [`backoff`]: super::backoff
+//! [`backoff`]: edgecart_proto::backoff
 
 use std::time::Duration;
 
@@ -15,10 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
-use super::backoff::{self, Backoff};
 use super::{apply, changelog};
 use crate::error::Error;
 use crate::state::AppState;
+use edgecart_proto::backoff::{self, Backoff};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages buffered towards the hub: a slow hub slows this node's sending, memory stays flat.

@@ -4,7 +4,6 @@
 
 pub mod accounts;
 pub mod apply;
-pub mod backoff;
 pub mod bootstrap;
 pub mod changelog;
 pub mod client;

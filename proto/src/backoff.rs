@@ -1,4 +1,5 @@
-//! How the node paces its reconnects to the hub.
+//! How a store paces its reconnects to the hub (the node's sync client, and the load tool's
+//! simulated stores, which reconnect the same way).
 //!
 //! Exponential back-off with full jitter: the pause is drawn uniformly from zero to a ceiling
 //! that starts at [`MIN_BACKOFF`] and doubles with every failed attempt, up to
@@ -14,8 +15,9 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
 use rand::Rng;
-use tokio::time::Instant;
 
 pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
 pub const EARLY_MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -88,8 +90,8 @@ pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn pauses_are_full_jitter_under_a_doubling_ceiling() {
+    #[test]
+    fn pauses_are_full_jitter_under_a_doubling_ceiling() {
         let mut b = Backoff::new();
         let mut ceilings = Vec::new();
         for _ in 0..8 {
@@ -114,8 +116,8 @@ mod tests {
         assert!(b.pause(None) <= MIN_BACKOFF);
     }
 
-    #[tokio::test]
-    async fn a_retry_hint_is_waited_for_with_jitter_on_top() {
+    #[test]
+    fn a_retry_hint_is_waited_for_with_jitter_on_top() {
         let mut b = Backoff::new();
         let hint = Duration::from_millis(800);
         let pauses: Vec<Duration> = (0..200).map(|_| b.pause(Some(hint))).collect();

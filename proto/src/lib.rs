@@ -21,6 +21,8 @@ pub mod backoff;
 pub mod hlc;
 pub mod ids;
 pub mod money;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod status;
 pub mod stock;
 pub mod sync;

@@ -70,7 +70,7 @@ pub fn apply_batch(
         } else {
             let span = tracing::info_span!("apply_change", node = %node, seq = change.seq,
                 entity = %entity_label(&change.entity));
-            crate::telemetry::continue_trace(&span, &change.traceparent, &change.tracestate);
+            crate::telemetry::continue_from(&span, &change.traceparent, &change.tracestate);
             span.in_scope(|| apply_one(conn, clock, node, catalog_edits, change, &mut cells))
         };
         if let Err(e) = applied {

@@ -21,11 +21,11 @@ pub mod backoff;
 pub mod hlc;
 pub mod ids;
 pub mod money;
-#[cfg(feature = "otlp")]
-pub mod otlp;
 pub mod status;
 pub mod stock;
 pub mod sync;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 /// Generated gRPC code for package `edgecart.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -225,7 +225,7 @@ async fn pass(
                 // payment (its context came with the store's change and is kept on the entry).
                 let span = tracing::info_span!("provider.charge", payment_id = %p.payment_id,
                     node = %p.node_id, attempt = p.attempts + 1);
-                crate::telemetry::continue_trace(&span, &p.traceparent, &p.tracestate);
+                crate::telemetry::continue_from(&span, &p.traceparent, &p.tracestate);
                 let outcome = provider
                     .charge(&ChargeRequest {
                         payment_id: &p.payment_id,
